@@ -1,0 +1,296 @@
+"""Typed, frozen configuration of one pre-training trial.
+
+`TrialConfig.from_dict` is the single way a plain mapping (CLI flags, a study's `trial:`
+block with a sweep point applied) becomes a config: it checks every key and value and
+raises `ConfigError` listing every problem with its dotted key path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+METHOD_NAMES = ("simclr", "moco_v2", "byol", "simsiam", "supervised")
+DEPTHS = (10, 18, 34, 50)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One invalid value: `path` is the dotted key (`backbone.width`)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(ValueError):
+    """Every problem found in a config at once."""
+
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    depth: int = 18
+    width: float = 1.0  # channel multiplier: 1.0 = 64 base channels
+    stages: int = 4  # 4, or 3 = S3L's "conv5 removed"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One resolution stage. `epochs` counts epochs; `fraction` is a share of `TrialConfig.epochs`."""
+
+    resolution: int
+    epochs: int | None = None
+    fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = 0.5
+    weight_decay: float = 5.0e-4
+    momentum: float = 0.9
+    warmup_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    temperature: float = 0.2  # simclr / moco_v2 InfoNCE temperature
+    queue_size: int = 4096  # moco_v2 negatives
+    ema: float = 0.99  # moco_v2 / byol momentum-encoder decay
+    projection_dim: int = 128
+    hidden_dim: int = 512
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Overrides of the method's augmentation preset; None keeps the preset's value."""
+
+    min_scale: float | None = None
+    blur: bool | None = None
+    color_jitter: float | None = None  # strength s of SimCLR's jitter(0.8s, 0.8s, 0.8s, 0.2s)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = 10  # kNN every N epochs (and always after the last)
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    linear_probe: bool = True
+    resolution: int | None = None  # None: the dataset's native size
+    floors: bool = True  # raw-pixel and random-encoder kNN reference points
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    dataset: str = "fashion-mnist-sample"
+    method: str = "simclr"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    resolution: int | tuple[Stage, ...] = 28
+    epochs: int = 50
+    data_fraction: float = 1.0
+    batch_size: int = 512
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    method_params: MethodConfig = field(default_factory=MethodConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    data_dir: str | None = None
+    download: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    compile: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialConfig":
+        """Build and validate a config; raise `ConfigError` listing every problem."""
+        problems: list[ConfigProblem] = []
+        config = _build(cls, data, "", problems)
+        if config is not None:
+            reported = {q.path for q in problems}
+            problems.extend(q for q in _check_ranges(config) if q.path not in reported)
+        if problems:
+            raise ConfigError(problems)
+        return _normalise(config)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (stages as list of dicts, None-valued stage keys dropped)."""
+        out = dataclasses.asdict(self)
+        if isinstance(self.resolution, tuple):
+            out["resolution"] = [
+                {k: v for k, v in dataclasses.asdict(s).items() if v is not None} for s in self.resolution
+            ]
+        return out
+
+    def stage_plan(self) -> list[tuple[int, int]]:
+        """[(resolution, epochs), ...] covering exactly `self.epochs` epochs."""
+        if isinstance(self.resolution, int):
+            return [(self.resolution, self.epochs)]
+        return [(s.resolution, int(s.epochs or 0)) for s in self.resolution]
+
+    @property
+    def max_resolution(self) -> int:
+        return max(r for r, _ in self.stage_plan())
+
+
+# ---------------------------------------------------------------- building from plain data
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def did_you_mean(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(options)})"
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _build(cls: type, data: Any, path: str, problems: list[ConfigProblem]) -> Any:
+    if not isinstance(data, dict):
+        problems.append(ConfigProblem(path, f"expected a mapping, got {_describe(data)}"))
+        return None
+    hints = typing.get_type_hints(cls)
+    names = field_names(cls)
+    for key in data:
+        if key not in names:
+            problems.append(ConfigProblem(_join(path, str(key)), "unknown key" + did_you_mean(str(key), names)))
+    kwargs = {}
+    for name in names:
+        if name in data:
+            before = len(problems)
+            value = _coerce(hints[name], data[name], _join(path, name), problems)
+            if len(problems) == before:  # a bad value falls back to the default so range checks still run
+                kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # only reachable when a nested value already failed
+        problems.append(ConfigProblem(path, str(exc)))
+        return None
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _coerce(tp: Any, value: Any, path: str, problems: list[ConfigProblem]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        # Try each alternative quietly; report against the most specific one.
+        for option in options:
+            if option is type(None):
+                continue
+            trial: list[ConfigProblem] = []
+            result = _coerce(option, value, path, trial)
+            if not trial:
+                return result
+        wanted = " or ".join(_type_name(o) for o in options)
+        problems.append(ConfigProblem(path, f"{_describe(value)} is not {wanted}"))
+        return None
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or not value:
+            problems.append(ConfigProblem(path, f"expected a non-empty list, got {_describe(value)}"))
+            return None
+        return tuple(_coerce(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, problems)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    problems.append(ConfigProblem(path, f"{_describe(value)} is not {_type_name(tp)}"))
+    return None
+
+
+def _type_name(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return "a mapping" if tp is not Stage else "a list of stages"
+    if typing.get_origin(tp) is tuple:
+        return "a list of stages"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
+
+
+def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
+    p: list[ConfigProblem] = []
+
+    def need(ok: bool, path: str, message: str) -> None:
+        if not ok:
+            p.append(ConfigProblem(path, message))
+
+    need(c.method in METHOD_NAMES, "method", f"unknown method '{c.method}'" + did_you_mean(c.method, list(METHOD_NAMES)))
+    need(c.backbone.depth in DEPTHS, "backbone.depth", f"{c.backbone.depth} is not one of {list(DEPTHS)}")
+    need(c.backbone.width > 0, "backbone.width", f"{c.backbone.width} must be > 0")
+    need(c.backbone.width <= 16, "backbone.width", f"{c.backbone.width} is larger than 16")
+    need(c.backbone.stages in (3, 4), "backbone.stages", f"{c.backbone.stages} must be 3 or 4")
+    need(0 < c.data_fraction <= 1, "data_fraction", f"{c.data_fraction} must be in (0, 1]")
+    need(c.epochs >= 1, "epochs", f"{c.epochs} must be a positive integer")
+    need(c.batch_size >= 2, "batch_size", f"{c.batch_size} must be at least 2")
+    need(c.seed >= 0, "seed", f"{c.seed} must be >= 0")
+    need(c.optimizer.lr > 0, "optimizer.lr", f"{c.optimizer.lr} must be > 0")
+    need(c.optimizer.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
+    need(0 <= c.optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1)")
+    need(c.optimizer.warmup_epochs >= 0, "optimizer.warmup_epochs", "must be >= 0")
+    need(c.method_params.temperature > 0, "method_params.temperature", "must be > 0")
+    need(c.method_params.queue_size >= 1, "method_params.queue_size", "must be >= 1")
+    need(0 <= c.method_params.ema < 1, "method_params.ema", "must be in [0, 1)")
+    need(c.method_params.projection_dim >= 1, "method_params.projection_dim", "must be >= 1")
+    need(c.method_params.hidden_dim >= 1, "method_params.hidden_dim", "must be >= 1")
+    a = c.augment
+    need(a.min_scale is None or 0 < a.min_scale <= 1, "augment.min_scale", "must be in (0, 1]")
+    need(a.color_jitter is None or 0 <= a.color_jitter <= 2, "augment.color_jitter", "must be in [0, 2]")
+    need(c.eval.every >= 1, "eval.every", f"{c.eval.every} must be a positive integer")
+    need(c.eval.knn_k >= 1, "eval.knn_k", f"{c.eval.knn_k} must be a positive integer")
+    need(c.eval.knn_temperature > 0, "eval.knn_temperature", "must be > 0")
+    need(c.eval.resolution is None or c.eval.resolution >= 1, "eval.resolution", "must be a positive integer")
+    need(c.device == "auto" or c.device == "cpu" or c.device.startswith("cuda"), "device", f"'{c.device}' is not auto, cpu or cuda[:N]")
+    if isinstance(c.resolution, int):
+        need(1 <= c.resolution <= 1024, "resolution", f"{c.resolution} must be a positive integer up to 1024")
+    else:
+        kinds = {(s.epochs is not None, s.fraction is not None) for s in c.resolution}
+        if kinds not in ({(True, False)}, {(False, True)}):
+            p.append(ConfigProblem("resolution", "every stage needs exactly one of 'epochs' or 'fraction', the same one in all stages"))
+        for i, s in enumerate(c.resolution):
+            need(1 <= s.resolution <= 1024, f"resolution[{i}].resolution", f"{s.resolution} must be a positive integer up to 1024")
+            need(s.epochs is None or s.epochs >= 1, f"resolution[{i}].epochs", f"{s.epochs} must be a positive integer")
+            need(s.fraction is None or 0 < s.fraction <= 1, f"resolution[{i}].fraction", f"{s.fraction} must be in (0, 1]")
+        fractions = [s.fraction for s in c.resolution if s.fraction is not None]
+        if fractions and len(fractions) == len(c.resolution) and abs(sum(fractions) - 1) > 1e-6:
+            p.append(ConfigProblem("resolution", f"stage fractions sum to {sum(fractions):g}, not 1"))
+    return p
+
+
+def _normalise(c: TrialConfig) -> TrialConfig:
+    """Resolve stage fractions to whole epochs so `stage_plan()` is exact and hashing is stable."""
+    if isinstance(c.resolution, int):
+        return c
+    stages = c.resolution
+    if stages[0].epochs is not None:
+        return dataclasses.replace(c, epochs=sum(int(s.epochs or 0) for s in stages))
+    counts = [max(1, round((s.fraction or 0) * c.epochs)) for s in stages]
+    counts[-1] = max(1, c.epochs - sum(counts[:-1]))
+    resolved = tuple(Stage(resolution=s.resolution, epochs=n) for s, n in zip(stages, counts))
+    return dataclasses.replace(c, resolution=resolved, epochs=sum(counts))
