@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from s3l_core.data import check_dataset_name
+
 METHOD_NAMES = ("simclr", "moco_v2", "byol", "simsiam", "supervised")
 DEPTHS = (10, 18, 34, 50)
 
@@ -241,6 +243,8 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
         if not ok:
             p.append(ConfigProblem(path, message))
 
+    dataset_problem = check_dataset_name(c.dataset)
+    need(dataset_problem is None, "dataset", dataset_problem or "")
     need(c.method in METHOD_NAMES, "method", f"unknown method '{c.method}'" + did_you_mean(c.method, list(METHOD_NAMES)))
     need(c.backbone.depth in DEPTHS, "backbone.depth", f"{c.backbone.depth} is not one of {list(DEPTHS)}")
     need(c.backbone.width > 0, "backbone.width", f"{c.backbone.width} must be > 0")

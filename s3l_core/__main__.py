@@ -1,0 +1,3 @@
+from s3l_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""Run a validated study as Ray Tune trials: the one module that builds a `Tuner`.
+
+Incremental by construction: every sweep point becomes a trial id (a hash of its resolved
+config); points whose id has a finished record in the store are never launched again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+from ray import tune
+
+from sweeper.provenance import provenance
+from sweeper.results import write_tables
+from sweeper.space import points as sweep_points
+from sweeper.space import to_ray_space
+from sweeper.store import Store, StoreError, trial_id, write_atomic, write_json
+from sweeper.study import Study
+from sweeper.trainable import TrialContext, failure_record, run_trial, trial_config_for
+
+log = logging.getLogger("sweeper")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    store: Path
+    total: int
+    reused: int
+    launched: int
+    finished: int
+    failed: int
+    report: Path | None
+
+
+def store_root(study: Study, storage: str | None = None) -> Path:
+    return (Path(storage or study.storage) / study.name).resolve()
+
+
+def cluster_address(study: Study, address: str | None) -> str | None:
+    return address or os.environ.get("RAY_ADDRESS") or study.cluster.address
+
+
+def connect(address: str | None) -> None:
+    """Attach to a cluster, or start an embedded Ray bound to loopback with no dashboard."""
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)
+
+
+def check_capacity(study: Study) -> None:
+    """Refuse a study no node can ever place, instead of letting it wait forever."""
+    cluster = ray.cluster_resources()
+    need_gpu, need_cpu = study.resources.gpu, study.resources.cpu
+    if need_gpu > cluster.get("GPU", 0):
+        raise StoreError(f"each trial asks for {need_gpu:g} GPU but the Ray cluster has {cluster.get('GPU', 0):g} GPUs; set resources.gpu: 0 or attach to a GPU cluster")
+    if need_cpu > cluster.get("CPU", 0):
+        raise StoreError(f"each trial asks for {need_cpu:g} CPUs but the Ray cluster has {cluster.get('CPU', 0):g}")
+
+
+def _context(study: Study, root: Path) -> TrialContext:
+    budget_metric, budget_limit = None, None
+    if study.budget.gpu_hours is not None:
+        budget_metric, budget_limit = "gpu_hours", study.budget.gpu_hours
+    elif study.budget.pflops is not None:
+        budget_metric, budget_limit = "pflops", study.budget.pflops
+    return TrialContext(str(root), study.base_trial, study.resources.cpu, study.resources.gpu, budget_metric, budget_limit)
+
+
+class StudyProgress(tune.Callback):
+    """Records trials that end without a finished record, and prints one study line now and then."""
+
+    def __init__(self, store: Store, context: TrialContext, total: int, reused: int, every_s: float = 15.0):
+        self.store, self.context = store, context
+        self.total, self.done, self.failed = total, reused, 0
+        self.every_s, self.last_print = every_s, 0.0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
+        if time.monotonic() - self.last_print > self.every_s:
+            self.last_print = time.monotonic()
+            print(self.line(), flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self.done += 1
+        point = trial.config["point"]
+        tid = trial_id(trial_config_for(self.context, point).to_dict())
+        if self.store.read_record(tid) is None:  # stopped early by ASHA: keep what it reached
+            record = failure_record(self.context, point, "stopped early by the scheduler")
+            record["status"] = "stopped"
+            self.store.write_record(record)
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self.failed += 1
+        error = _last_error_line(trial)
+        self.store.write_record(failure_record(self.context, trial.config["point"], error))
+        print(f"trial {trial.trial_id} failed after its retries: {error}", flush=True)
+
+    def line(self) -> str:
+        return f"study: {self.done}/{self.total} trials done, {self.failed} failed"
+
+
+def _last_error_line(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()] if path else []
+    except OSError:
+        lines = []
+    return lines[-1][:500] if lines else "unknown error"
+
+
+def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]], done: int) -> tuple[Any, dict[str, Any], int]:
+    """(search_alg or None, param_space, num_samples) for this run."""
+    algorithm = study.search.algorithm
+    if algorithm in ("grid", "random"):
+        return None, {"point": tune.grid_search(pending)}, 1
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    metrics = list(study.objectives)
+    modes = [study.objectives[m] for m in metrics]
+    if algorithm == "optuna-tpe":
+        metrics, modes = metrics[:1], modes[:1]
+        sampler = optuna.samplers.TPESampler(seed=study.search.seed)
+    else:
+        sampler = optuna.samplers.NSGAIISampler(seed=study.search.seed)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{root / 'optuna.db'}")
+    searcher = OptunaSearch(
+        space=to_ray_space(study),
+        metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=modes if len(modes) > 1 else modes[0],
+        sampler=sampler,
+        study_name=study.name,
+        storage=storage,
+    )
+    remaining = max(0, study.search.num_samples - done)
+    return searcher, {}, remaining
+
+
+def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True) -> RunSummary:
+    root = store_root(study, storage)
+    store = Store(root)
+    with store.lock():
+        write_atomic(root / "study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
+        connect(cluster_address(study, address))
+        check_capacity(study)
+        write_json(root / "provenance.json", provenance(ray.cluster_resources()))
+        context = _context(study, root)
+        finished = store.finished_ids()
+
+        if study.search.algorithm in ("grid", "random"):
+            all_points = sweep_points(study)
+            ids = [trial_id(trial_config_for(context, p).to_dict()) for p in all_points]
+            pending = [p for p, tid in zip(all_points, ids) if tid not in finished]
+            total, reused = len(all_points), len(all_points) - len(pending)
+        else:
+            total, reused, pending = study.search.num_samples, min(len(finished), study.search.num_samples), []
+        searcher, param_space, num_samples = _searcher_and_samples(study, root, pending, reused)
+        launched = len(pending) if searcher is None else num_samples
+        print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {root}", flush=True)
+
+        state = "finished"
+        write_json(root / "state.json", {"state": "running", "since": _now()})
+        if launched:
+            scheduler = None
+            if study.scheduler.type == "asha":
+                from ray.tune.schedulers import ASHAScheduler
+
+                metric = next(iter(study.objectives))
+                scheduler = ASHAScheduler(
+                    time_attr="epoch", metric=metric, mode=study.objectives[metric],
+                    max_t=10**6, grace_period=study.scheduler.grace_period, reduction_factor=study.scheduler.reduction_factor,
+                )  # fmt: skip
+            trainable = tune.with_resources(
+                tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    num_samples=num_samples,
+                    max_concurrent_trials=study.max_concurrent,
+                    trial_dirname_creator=lambda trial: trial_id(trial_config_for(context, trial.config["point"]).to_dict()),
+                ),
+                run_config=tune.RunConfig(
+                    name=f"attempt-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
+                    storage_path=str(store.ray_dir),
+                    failure_config=tune.FailureConfig(max_failures=study.failure.max_retries),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[StudyProgress(store, context, total, reused)],
+                    verbose=1,
+                ),
+            )
+            try:
+                tuner.fit()
+            except KeyboardInterrupt:
+                state = "interrupted"
+                raise
+            finally:
+                _finish(store, state, report, study)
+        else:
+            _finish(store, state, report, study)
+        results = write_tables(store)
+        counts = results["status"].value_counts() if len(results) else {}
+        report_path = (Path(study.report) / study.name / "index.html").resolve() if report else None
+        return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), report_path)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _finish(store: Store, state: str, report: bool, study: Study) -> None:
+    """Whatever happened, leave consistent tables, a state marker and (if asked) a report."""
+    write_tables(store)
+    write_json(store.root / "state.json", {"state": state, "at": _now()})
+    if report:
+        from sweeper.report import write_report
+
+        write_report(store.root, (Path(study.report) / study.name).resolve())

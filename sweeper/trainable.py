@@ -1,0 +1,155 @@
+"""The Ray Tune function trainable that runs one `s3l_core.train` trial.
+
+Resume order: Ray's own checkpoint (a retried trial in this run), else the newest
+checkpoint of the same trial id from an earlier run of the study (a killed driver), else
+from scratch. A checkpoint that cannot be read is skipped with a warning and recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from s3l_core.config import TrialConfig
+from s3l_core.trainer import EpochRecord, train
+from sweeper.cost_model import predicted_train_pflops
+from sweeper.space import apply_point
+from sweeper.store import Store, trial_id
+
+log = logging.getLogger("sweeper.trainable")
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one study shares (pickled to the workers)."""
+
+    store_root: str  # absolute; must be reachable from every node (shared storage)
+    base_trial: dict[str, Any]
+    cpus: float
+    gpu_fraction: float
+    budget_metric: str | None = None  # "gpu_hours" | "pflops"
+    budget_limit: float | None = None
+
+
+def budget_spent(store: Store, metric: str) -> float:
+    """What the study's finished trials have spent, in the budget's unit."""
+    total = 0.0
+    for record in store.records():
+        metrics = record.get("metrics") or {}
+        if metric == "pflops":
+            total += float(metrics.get("total_pflops") or 0.0)
+        else:
+            total += float(metrics.get("wall_s") or 0.0) / 3600.0 * float(record.get("gpu_fraction", 0.0))
+    return total
+
+
+def _resume_state(store: Store, tid: str) -> tuple[dict[str, Any] | None, bool]:
+    """(checkpoint state or None, whether an unreadable checkpoint was met)."""
+    candidates: list[Path] = []
+    ray_checkpoint = tune.get_checkpoint()
+    if ray_checkpoint is not None:
+        candidates.append(Path(ray_checkpoint.path))
+    candidates.extend(store.latest_checkpoint_dirs(tid))
+    corrupt = False
+    for directory in candidates:
+        try:
+            return load_checkpoint(directory / CHECKPOINT_NAME), corrupt
+        except CheckpointError as exc:
+            corrupt = True
+            log.warning("trial %s: %s; trying an older checkpoint or starting from scratch", tid, exc)
+    return None, corrupt
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    store = Store(Path(context.store_root))
+    point = dict(config["point"])
+    trial_config = trial_config_for(context, point)
+    tid = trial_id(trial_config.to_dict())
+    done = store.read_record(tid)
+    if done is not None and done.get("status") == "finished":  # e.g. Optuna proposing a computed point
+        tune.report({**_objective_values(done["metrics"], context.gpu_fraction), "trial_id": tid, "reused": True})
+        return
+    if context.budget_metric and context.budget_limit is not None:
+        if budget_spent(store, context.budget_metric) >= context.budget_limit:
+            store.write_record(new_record(point, trial_config, context, "skipped_budget", "study budget spent before this trial started", _this_node()))
+            tune.report({"trial_id": tid, "skipped_budget": True})
+            return
+
+    torch.set_num_threads(max(1, math.floor(context.cpus)))
+    state, corrupt = _resume_state(store, tid)
+    last_knn = float("nan")
+
+    def report_epoch(record: EpochRecord, checkpoint_path: Path | None) -> None:
+        nonlocal last_knn
+        if record.knn_top1 is not None:
+            last_knn = record.knn_top1
+        metrics = {
+            "trial_id": tid,
+            "epoch": record.epoch,
+            "loss": record.loss,
+            "knn_top1": last_knn,
+            "train_pflops": record.train_pflops_cum,
+            "wall_s": record.wall_s_cum,
+        }
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_path.parent)) if checkpoint_path else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+    with tempfile.TemporaryDirectory(prefix=f"s3l-{tid}-") as scratch:
+        result = train(trial_config, on_epoch=report_epoch, resume_from=state, checkpoint_dir=Path(scratch))
+    record = new_record(point, trial_config, context, "finished", node=_this_node())
+    record.update(metrics=result.metrics(), epochs=[dataclasses.asdict(e) for e in result.epochs], resumed_from_corrupt=corrupt)
+    store.write_record(record)
+    tune.report({**_objective_values(record["metrics"], context.gpu_fraction), "trial_id": tid, "epoch": trial_config.epochs})
+
+
+def _objective_values(metrics: dict[str, Any], gpu_fraction: float) -> dict[str, float]:
+    """Final metrics as floats (NaN when absent) so searchers always find their objectives."""
+    keys = ("knn_top1", "knn_top1_best", "linear_top1", "train_pflops", "eval_pflops", "total_pflops", "wall_s")
+    values = {k: float(metrics[k]) if metrics.get(k) is not None else float("nan") for k in keys}
+    values["gpu_hours"] = values["wall_s"] / 3600.0 * gpu_fraction
+    return values
+
+
+def new_record(
+    point: dict[str, Any], config: TrialConfig, context: TrialContext, status: str, error: str | None = None, node: str | None = None
+) -> dict[str, Any]:
+    """A trial record for the store; metrics and epochs are filled in by a finished trial."""
+    return {
+        "trial_id": trial_id(config.to_dict()),
+        "status": status,
+        "error": error,
+        "point": point,
+        "config": config.to_dict(),
+        "metrics": {},
+        "epochs": [],
+        "node": node,
+        "gpu_fraction": context.gpu_fraction,
+        "cpus": context.cpus,
+        "predicted_train_pflops": predicted_train_pflops(config),
+    }
+
+
+def trial_config_for(context: TrialContext, point: dict[str, Any]) -> TrialConfig:
+    """The resolved config of a sweep point; CPU-only trials never touch a GPU they did not reserve."""
+    config = TrialConfig.from_dict(apply_point(context.base_trial, point))
+    return dataclasses.replace(config, device="cpu") if context.gpu_fraction == 0 else config
+
+
+def _this_node() -> str:
+    return f"{platform.node()}:{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def failure_record(context: TrialContext, point: dict[str, Any], error: str) -> dict[str, Any]:
+    """The record the driver writes for a trial that failed after all its retries."""
+    return new_record(point, trial_config_for(context, point), context, "failed", error)
