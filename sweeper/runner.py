@@ -149,10 +149,10 @@ def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]
 def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True) -> RunSummary:
     root = store_root(study, storage)
     store = Store(root)
+    connect(cluster_address(study, address))
+    check_capacity(study)  # before the store exists: a refused study leaves nothing behind
     with store.lock():
         write_atomic(root / "study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
-        connect(cluster_address(study, address))
-        check_capacity(study)
         write_json(root / "provenance.json", provenance(ray.cluster_resources()))
         context = _context(study, root)
         finished = store.finished_ids()

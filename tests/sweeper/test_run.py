@@ -1,0 +1,90 @@
+"""`run` end to end on a real local Ray: results, reuse, extension, a killed driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweeper.cli import main
+from sweeper.runner import run_study
+from sweeper.study import load_study
+from tests.sweeper.conftest import write_study
+
+pytestmark = pytest.mark.slow
+
+
+def record_mtimes(store: Path) -> dict[str, float]:
+    return {p.stem: p.stat().st_mtime_ns for p in (store / "trials").glob("*.json")}
+
+
+def test_tiny_study_end_to_end_then_extension_runs_only_new_points(tmp_path: Path, local_ray):
+    study = load_study(write_study(tmp_path, grid=[8, 12]))
+    summary = run_study(study)
+    assert (summary.total, summary.launched, summary.finished, summary.failed) == (2, 2, 2, 0)
+    store = tmp_path / "runs" / "tiny"
+    results = pd.read_parquet(store / "results.parquet")
+    assert sorted(results["resolution"]) == [8, 12]
+    assert (results["status"] == "finished").all()
+    assert results["knn_top1"].between(0.1, 1).all() and (results["train_pflops"] > 0).all()
+    assert (results["predicted_train_pflops"] > 0).all()
+    epochs = pd.read_parquet(store / "epochs.parquet")
+    assert len(epochs) == 4 and set(epochs["trial_id"]) == set(results["trial_id"])
+    assert (store / "results.csv").exists() and (store / "study.yaml").exists()
+    provenance = json.loads((store / "provenance.json").read_text())
+    assert provenance["torch"] and provenance["ray"] and "environment" not in json.dumps(provenance).lower()
+    assert (tmp_path / "reports" / "tiny" / "index.html").exists()
+
+    before = record_mtimes(store)
+    extended = load_study(write_study(tmp_path, grid=[8, 12, 16], seeds=[0]))
+    summary = run_study(extended)
+    assert (summary.total, summary.reused, summary.launched) == (3, 2, 1)
+    after = record_mtimes(store)
+    assert {k: after[k] for k in before} == before  # finished trials untouched
+    results = pd.read_parquet(store / "results.parquet")
+    assert sorted(results["resolution"]) == [8, 12, 16] and results["trial_id"].is_unique
+
+    summary = run_study(extended)  # everything done: nothing launches
+    assert summary.launched == 0 and record_mtimes(store) == after
+
+
+def test_cli_refuses_gpu_trials_on_a_cpu_only_cluster(tmp_path: Path, capsys):
+    path = write_study(tmp_path, name="needs_gpu", resources={"cpu": 1, "gpu": 0.25})
+    code = main(["run", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "0.25 GPU" in err and "0 GPU" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "reports").exists()
+
+
+def test_killed_driver_then_run_again_finishes_without_retraining(tmp_path: Path):
+    trial = {"epochs": 4}
+    path = write_study(tmp_path, name="killed", grid=[8, 10, 12], trial={**__import__("tests.sweeper.conftest", fromlist=["TINY_TRIAL"]).TINY_TRIAL, **trial}, max_concurrent=1)
+    store = tmp_path / "runs" / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list((store / "trials").glob("*.json")):
+            time.sleep(0.5)
+        assert list((store / "trials").glob("*.json")), "no trial finished before the deadline"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the embedded Ray it started
+        driver.wait()
+    first = record_mtimes(store)
+    assert 1 <= len(first) < 3
+    done = subprocess.run([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = record_mtimes(store)
+    assert len(after) == 3
+    assert {k: after[k] for k in first} == first  # no finished trial was trained again
+    results = pd.read_parquet(store / "results.parquet")
+    assert len(results) == 3 and results["trial_id"].is_unique and (results["status"] == "finished").all()
