@@ -1,0 +1,135 @@
+"""Reading a study store (``runs/<name>/``) and writing report files atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+METRIC_COLUMNS = ("knn_top1", "knn_top1_best", "linear_top1", "knn_pixels_top1", "knn_random_top1")
+COST_COLUMNS = (
+    "train_pflops",
+    "eval_pflops",
+    "predicted_train_pflops",
+    "wall_s",
+    "gpu_hours",
+    "img_per_s",
+    "gpu_fraction",
+    "peak_mem_mb",
+)
+# statuses that mean "not done yet": a table holding them is partial
+UNFINISHED = ("running", "pending")
+
+
+@dataclass(frozen=True)
+class Store:
+    """Everything the report reads from one study store."""
+
+    path: Path
+    results: pd.DataFrame
+    epochs: pd.DataFrame
+    study: dict[str, Any]
+    provenance: dict[str, Any]
+    state: dict[str, Any] | None
+    problems: tuple[str, ...] = ()  # files that were missing or unreadable
+
+
+def load_store(store_dir: Path) -> Store:
+    store_dir = Path(store_dir)
+    problems: list[str] = []
+    results = _read_parquet(store_dir / "results.parquet", problems)
+    epochs = _read_parquet(store_dir / "epochs.parquet", problems, required=False)
+    study = _read_mapping(store_dir / "study.yaml", yaml.safe_load, problems)
+    provenance = _read_mapping(store_dir / "provenance.json", json.loads, problems)
+    state_path = store_dir / "state.json"
+    state = _read_mapping(state_path, json.loads, problems) if state_path.exists() else None
+    return Store(
+        path=store_dir,
+        results=normalize_results(results),
+        epochs=normalize_epochs(epochs),
+        study=study,
+        provenance=provenance,
+        state=state,
+        problems=tuple(problems),
+    )
+
+
+def _read_parquet(path: Path, problems: list[str], required: bool = True) -> pd.DataFrame:
+    if not path.exists():
+        if required:
+            problems.append(f"{path.name} not found")
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # a half-written or corrupt file must not stop the report
+        problems.append(f"{path.name} unreadable: {type(exc).__name__}: {exc}")
+        return pd.DataFrame()
+
+
+def _read_mapping(path: Path, parse, problems: list[str]) -> dict[str, Any]:
+    if not path.exists():
+        problems.append(f"{path.name} not found")
+        return {}
+    try:
+        value = parse(path.read_text(encoding="utf-8"))
+    except Exception as exc:
+        problems.append(f"{path.name} unreadable: {type(exc).__name__}: {exc}")
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{path.name} is not a mapping")
+        return {}
+    return value
+
+
+def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
+    """Add any missing contract column (NaN / empty) so later code need not check."""
+    df = df.copy()
+    n = len(df)
+    if "trial_id" not in df:
+        df["trial_id"] = [f"row{i}" for i in range(n)]
+    df["trial_id"] = df["trial_id"].astype(str)
+    if "status" not in df:
+        df["status"] = "finished"
+    df["status"] = df["status"].fillna("unknown").astype(str).str.lower()
+    for col in (*METRIC_COLUMNS, *COST_COLUMNS):
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
+    if "error" not in df:
+        df["error"] = None
+    if "resumed_from_corrupt" not in df:
+        df["resumed_from_corrupt"] = False
+    df["resumed_from_corrupt"] = df["resumed_from_corrupt"].fillna(False).astype(bool)
+    return df.reset_index(drop=True)
+
+
+def normalize_epochs(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for col in ("trial_id", "epoch", "knn_top1", "loss", "train_pflops_cum", "wall_s_cum", "resolution"):
+        if col not in df:
+            df[col] = np.nan if col != "trial_id" else pd.Series([], dtype=str)
+    df["trial_id"] = df["trial_id"].astype(str)
+    return df
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

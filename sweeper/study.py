@@ -1,0 +1,880 @@
+"""Study files: the schema, its validation, and the validated `Study`.
+
+`load_study(path)` reads a YAML study (see `docs/studies.md`) and returns a frozen
+`Study`, or raises `StudyError` listing every problem at once, each as
+`file:line key.path: message`. Nothing is started or written either way.
+
+`STUDY_KEYS` is the one description of the study keys: the validator reads types,
+defaults and checks from it, and `docs/studies.md` is checked against it (and against
+the `s3l_core.config` dataclasses for the `trial:` keys) by a test.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import itertools
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Union
+
+from s3l_core.config import (
+    DEPTHS,
+    METHOD_NAMES,
+    ConfigError,
+    Stage,
+    TrialConfig,
+    did_you_mean,
+)
+from sweeper.space import ENUMERATED, apply_point
+from sweeper.study_yaml import StudyProblem, YamlDocument, load_yaml
+
+__all__ = [
+    "Budget", "ClusterConfig", "FailureConfig", "KeyDoc", "OBJECTIVE_METRICS", "Resources",
+    "SchedulerConfig", "SearchConfig", "SpaceSpec", "STUDY_KEYS", "Study", "StudyError",
+    "StudyProblem", "load_study", "trial_key_docs",
+]
+
+# ------------------------------------------------------------------------------ constants
+
+OBJECTIVE_METRICS = (
+    "knn_top1", "knn_top1_best", "linear_top1",
+    "train_pflops", "eval_pflops", "total_pflops", "wall_s", "gpu_hours",
+)
+EPOCH_METRICS = ("knn_top1",)  # reported every epoch, so ASHA can stop on them
+ALGORITHMS = ("grid", "random", "optuna-tpe", "optuna-nsga2")
+SCHEDULERS = ("none", "asha")
+SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "int")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+DATASETS = ("fashion-mnist", "fashion-mnist-sample", "cifar10", "cifar100", "stl10", "digits")
+NATIVE_RESOLUTION = {
+    "fashion-mnist": 28, "fashion-mnist-sample": 28, "cifar10": 32, "cifar100": 32, "stl10": 96, "digits": 8,
+}
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+# ------------------------------------------------------------------------------ checks
+
+
+Check = Callable[[Any], "str | None"]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_check(minimum: int) -> Check:
+    def check(v: Any) -> str | None:
+        if not _is_int(v):
+            return f"{v!r} is not an integer"
+        return None if v >= minimum else f"{v} must be >= {minimum}"
+    return check
+
+
+def _number_check(*, gt: float | None = None, ge: float | None = None) -> Check:
+    def check(v: Any) -> str | None:
+        if not _is_number(v):
+            return f"{v!r} is not a number"
+        if gt is not None and not v > gt:
+            return f"{v} must be > {gt:g}"
+        if ge is not None and not v >= ge:
+            return f"{v} must be >= {ge:g}"
+        return None
+    return check
+
+
+def _enum_check(options: tuple[str, ...]) -> Check:
+    def check(v: Any) -> str | None:
+        if v in options and isinstance(v, str):
+            return None
+        close = difflib.get_close_matches(v, options, n=1, cutoff=0.6) if isinstance(v, str) else []
+        return f"{v!r} is not one of {', '.join(options)}" + (f" (did you mean '{close[0]}'?)" if close else "")
+    return check
+
+
+def _text_check(*, optional: bool = False, nonempty: bool = True) -> Check:
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        if not isinstance(v, str):
+            return f"{v!r} is not a string" + (" or null" if optional else "")
+        if "\0" in v:
+            return "contains a NUL byte"
+        return "must not be empty" if nonempty and not v.strip() else None
+    return check
+
+
+def _name_check(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"{v!r} is not a string"
+    if NAME_PATTERN.fullmatch(v):
+        return None
+    return (
+        f"{v!r} is not a valid study name: use letters, digits, '_', '.' and '-', starting with a letter "
+        "or digit, at most 100 characters (it names directories under storage and report)"
+    )
+
+
+# ------------------------------------------------------------------------------ the schema
+
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """One documented study key. `check` returns a message for a bad value, or None."""
+
+    path: str
+    type: str
+    default: Any
+    allowed: str
+    meaning: str
+    check: Check | None = field(default=None, compare=False, repr=False)
+
+
+STUDY_KEYS: list[KeyDoc] = [
+    KeyDoc("name", "string", REQUIRED, "letters, digits, `_`, `.`, `-`; starts with a letter or digit; 1-100 characters",
+           "Names the study; results go to `<storage>/<name>/` and the report to `<report>/<name>/`.", _name_check),
+    KeyDoc("description", "string", "", "any text", "One line saying what question the study answers.",
+           _text_check(nonempty=False)),
+    KeyDoc("dataset", "string", REQUIRED,
+           "fashion-mnist, fashion-mnist-sample, cifar10, cifar100, stl10, digits, imagefolder:PATH",
+           "Pre-training and evaluation data; merged into `trial` as `trial.dataset`."),
+    KeyDoc("trial", "mapping", {}, "the `trial.*` keys below",
+           "The base trial config (`s3l_core` `TrialConfig`); every key has a default."),
+    KeyDoc("space", "mapping", {},
+           "dotted `trial` key -> `{grid: [...]}`, `{choice: [...]}`, `{uniform: [lo, hi]}`, "
+           "`{loguniform: [lo, hi]}` or `{int: [lo, hi]}`",
+           "What the study varies; each entry overrides that key of `trial`."),
+    KeyDoc("seeds", "list of integers", [0], "non-empty, unique, each >= 0",
+           "Every configuration runs once per seed (sets `trial.seed`)."),
+    KeyDoc("search.algorithm", "string", "grid", ", ".join(ALGORITHMS),
+           "How points of `space` are chosen: every combination, random draws, or Optuna's TPE / NSGA-II.",
+           _enum_check(ALGORITHMS)),
+    KeyDoc("search.num_samples", "integer", 1, ">= 1; required unless algorithm is grid",
+           "Number of configurations drawn (random, optuna-*); for grid, how often the grid repeats.",
+           _int_check(1)),
+    KeyDoc("search.seed", "integer", 0, ">= 0", "Seed of the random and Optuna samplers.", _int_check(0)),
+    KeyDoc("objectives", "mapping", REQUIRED, f"metric -> max or min; metrics: {', '.join(OBJECTIVE_METRICS)}",
+           "What the study optimises, most important first; the report's Pareto front uses all of them."),
+    KeyDoc("scheduler.type", "string", "none", ", ".join(SCHEDULERS),
+           "`asha` stops weak trials early on the first objective, which must be `knn_top1`.",
+           _enum_check(SCHEDULERS)),
+    KeyDoc("scheduler.grace_period", "integer", 1, ">= 1", "ASHA: epochs every trial runs before it can be stopped.",
+           _int_check(1)),
+    KeyDoc("scheduler.reduction_factor", "number", 3, "> 1", "ASHA: keep 1 in this many trials at each rung.",
+           _number_check(gt=1)),
+    KeyDoc("resources.cpu", "number", 1, "> 0", "CPUs reserved per trial (also its torch thread count).",
+           _number_check(gt=0)),
+    KeyDoc("resources.gpu", "number", 0, ">= 0; a fraction such as 0.25, or a whole number",
+           "GPUs reserved per trial; fractions pack several small trials on one GPU.", _number_check(ge=0)),
+    KeyDoc("max_concurrent", "integer", 4, ">= 1", "Most trials running at once.", _int_check(1)),
+    KeyDoc("budget.gpu_hours", "number", None, "> 0; give gpu_hours or pflops, not both",
+           "No new trial starts once this many GPU-hours are spent.", _number_check(gt=0)),
+    KeyDoc("budget.pflops", "number", None, "> 0; give gpu_hours or pflops, not both",
+           "No new trial starts once this many PFLOPs are spent.", _number_check(gt=0)),
+    KeyDoc("failure.max_retries", "integer", 2, ">= 0",
+           "Times a failed trial is retried (from its last checkpoint).", _int_check(0)),
+    KeyDoc("cluster.address", "string or null", None, "null, auto, ray://HOST:PORT, HOST:PORT",
+           "Ray cluster to attach to; null starts an embedded local Ray (`--address`/`RAY_ADDRESS` override it).",
+           _text_check(optional=True)),
+    KeyDoc("storage", "string", "runs/", "a local path or a pyarrow URI (s3://...)",
+           "Where results, checkpoints and the resolved study are stored.", _text_check()),
+    KeyDoc("report", "string", "reports/", "a local path", "Where the HTML report is written.", _text_check()),
+]
+_KEY = {k.path: k for k in STUDY_KEYS}
+TOP_LEVEL_KEYS = list(dict.fromkeys(k.path.split(".")[0] for k in STUDY_KEYS))
+SECTIONS = {top: [k.path.split(".", 1)[1] for k in STUDY_KEYS if k.path.startswith(top + ".")]
+            for top in TOP_LEVEL_KEYS if any(k.path.startswith(top + ".") for k in STUDY_KEYS)}
+
+
+# --------------------------------------------------------------------- the trial keys
+
+
+_TRIAL_DOCS: dict[str, tuple[str, str]] = {  # dotted trial key -> (allowed, meaning)
+    "dataset": ("set it with the top-level `dataset`", "Filled in from the top-level `dataset` key; do not write it under `trial`."),
+    "method": (", ".join(METHOD_NAMES), "Self-supervised method (`supervised` is a labelled reference)."),
+    "backbone.depth": (", ".join(str(d) for d in DEPTHS), "ResNet depth."),
+    "backbone.width": ("> 0, up to 16", "Channel multiplier of the ResNet (1.0 = 64 base channels)."),
+    "backbone.stages": ("3, 4", "Residual stages; 3 is S3L's \"conv5 removed\"."),
+    "resolution": ("1-1024, or a list of stages",
+                   "Pre-training input size in pixels, or stages such as `[{resolution: 14, fraction: 0.8}, "
+                   "{resolution: 28, fraction: 0.2}]`."),
+    "resolution[].resolution": ("1-1024", "Input size of one stage."),
+    "resolution[].epochs": ("an integer >= 1; every stage gives epochs, or every stage gives fraction",
+                            "Epochs of this stage; the stages' epochs add up to `trial.epochs`."),
+    "resolution[].fraction": ("in (0, 1]; the fractions sum to 1", "Share of `trial.epochs` spent in this stage."),
+    "epochs": (">= 1", "Pre-training epochs."),
+    "data_fraction": ("in (0, 1]", "Stratified, seeded share of the training split used for pre-training."),
+    "batch_size": (">= 2", "Images per step (each seen in two views)."),
+    "optimizer.lr": ("> 0", "Base learning rate of SGD; cosine decay to zero after the warm-up."),
+    "optimizer.weight_decay": (">= 0", "Weight decay."),
+    "optimizer.momentum": ("in [0, 1)", "SGD momentum."),
+    "optimizer.warmup_epochs": (">= 0", "Linear warm-up epochs."),
+    "method_params.temperature": ("> 0", "InfoNCE temperature (simclr, moco_v2)."),
+    "method_params.queue_size": (">= 1", "Negatives kept in the queue (moco_v2)."),
+    "method_params.ema": ("in [0, 1)", "Momentum-encoder decay (moco_v2, byol)."),
+    "method_params.projection_dim": (">= 1", "Output size of the projection head."),
+    "method_params.hidden_dim": (">= 1", "Hidden size of the projector and predictor MLPs."),
+    "augment.min_scale": ("null, or in (0, 1]", "Smallest random-crop area; null keeps the method's preset."),
+    "augment.blur": ("null, true, false", "Gaussian blur on or off; null keeps the method's preset."),
+    "augment.color_jitter": ("null, or in [0, 2]", "Colour-jitter strength s; null keeps the method's preset."),
+    "eval.every": (">= 1", "Run the kNN evaluation every this many epochs (and after the last)."),
+    "eval.knn_k": (">= 1", "Neighbours of the weighted cosine kNN classifier."),
+    "eval.knn_temperature": ("> 0", "Temperature of the kNN vote weights."),
+    "eval.linear_probe": ("true, false", "Fit a linear probe on frozen features after the last epoch."),
+    "eval.resolution": ("null, or >= 1", "Evaluation input size; null uses the dataset's native size."),
+    "eval.floors": ("true, false", "Also measure raw-pixel and random-encoder kNN as reference floors."),
+    "seed": ("set it with the top-level `seeds`", "Filled in from each entry of `seeds`; do not write it under `trial`."),
+    "data_dir": ("null or a path", "Folder with the dataset files; null looks in $S3L_DATA_DIR, known locations, then the cache."),
+    "download": ("true, false", "Download the dataset if it is missing."),
+    "device": ("auto, cpu, cuda, cuda:N", "Device of the trial; auto uses CUDA when the trial can see a GPU, else the CPU."),
+    "compile": ("true, false", "Run the model through `torch.compile`."),
+}
+
+
+def _trial_fields(cls: type = TrialConfig, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, type hint, default) of every leaf of the trial config, stage fields as `resolution[].x`."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.extend(_trial_fields(tp, path + "."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else REQUIRED
+        out.append((path, tp, default))
+        if cls is TrialConfig and f.name == "resolution":
+            out.extend(_trial_fields(Stage, "resolution[]."))
+    return out
+
+
+def _type_text(tp: Any) -> str:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        return " or ".join("null" if a is type(None) else _type_text(a) for a in args)
+    if typing.get_origin(tp) is tuple:
+        return "list of stages"
+    return {int: "integer", float: "number", bool: "true/false", str: "string"}.get(tp, str(tp))
+
+
+def trial_key_docs() -> list[KeyDoc]:
+    """KeyDoc of every `trial.*` key, read from the `s3l_core.config` dataclasses."""
+    docs = []
+    for path, tp, default in _trial_fields():
+        allowed, meaning = _TRIAL_DOCS.get(path, ("", ""))
+        docs.append(KeyDoc(f"trial.{path}", _type_text(tp), default, allowed, meaning))
+    return docs
+
+
+def _knob_paths(cls: type = TrialConfig, prefix: str = "") -> dict[str, Any]:
+    """Every dotted key a `space` entry may set (sections and leaves) -> its type hint."""
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        out[path] = hints[f.name]
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(_knob_paths(hints[f.name], path + "."))
+    return out
+
+
+KNOBS = {k: v for k, v in _knob_paths().items() if k != "seed"}
+LEAF_KNOBS = [k for k, tp in KNOBS.items() if not dataclasses.is_dataclass(tp)]
+
+
+def format_default(value: Any) -> str:
+    """How a default is written in docs/studies.md."""
+    if value is REQUIRED:
+        return "required"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value else "''"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return repr(value)
+
+
+def render_key_tables() -> str:
+    """The reference tables of docs/studies.md (`python -m sweeper.study` prints them)."""
+
+    def table(keys: list[KeyDoc]) -> list[str]:
+        rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+        for k in keys:
+            rows.append(f"| `{k.path}` | {k.type} | `{format_default(k.default)}` | {k.allowed} | {k.meaning} |")
+        return rows
+
+    return "\n".join(["### Study keys", "", *table(STUDY_KEYS), "", "### Trial keys", "", *table(trial_key_docs())]) + "\n"
+
+
+# ------------------------------------------------------------------------------ the Study
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """One `space` entry: `kind` is grid, choice, uniform, loguniform or int; `values` the
+    listed values (grid, choice) or `(lo, hi)` (distributions)."""
+
+    kind: str
+    values: tuple[Any, ...]
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {self.kind: copy.deepcopy(list(self.values))}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    algorithm: str = "grid"
+    num_samples: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    type: str = "none"
+    grace_period: int = 1
+    reduction_factor: float = 3
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1
+    gpu: float = 0
+
+
+@dataclass(frozen=True)
+class Budget:
+    gpu_hours: float | None = None
+    pflops: float | None = None
+
+
+@dataclass(frozen=True)
+class FailureConfig:
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study. `base_trial` is the raw `trial:` mapping with `dataset` merged
+    in; a point from `sweeper.space` applied to it gives one trial's config."""
+
+    path: str
+    name: str
+    description: str
+    dataset: str
+    base_trial: dict[str, Any]
+    space: dict[str, SpaceSpec]
+    seeds: tuple[int, ...]
+    search: SearchConfig
+    objectives: dict[str, str]  # metric -> "max" | "min", most important first
+    scheduler: SchedulerConfig
+    resources: Resources
+    max_concurrent: int
+    budget: Budget
+    failure: FailureConfig
+    cluster: ClusterConfig
+    storage: str
+    report: str
+    warnings: tuple[str, ...] = ()
+
+    def trial_config(self, point: dict[str, Any] | None = None) -> TrialConfig:
+        """The `TrialConfig` of one point (the base trial when `point` is None)."""
+        return TrialConfig.from_dict(apply_point(self.base_trial, point or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved study, every default filled in; `load_study` accepts it unchanged."""
+        budget = {k: v for k, v in dataclasses.asdict(self.budget).items() if v is not None}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "dataset": self.dataset,
+            "trial": {k: copy.deepcopy(v) for k, v in self.base_trial.items() if k != "dataset"},
+            "space": {k: s.to_dict() for k, s in self.space.items()},
+            "seeds": list(self.seeds),
+            "search": dataclasses.asdict(self.search),
+            "objectives": dict(self.objectives),
+            "scheduler": dataclasses.asdict(self.scheduler),
+            "resources": dataclasses.asdict(self.resources),
+            "max_concurrent": self.max_concurrent,
+            "budget": budget or None,
+            "failure": dataclasses.asdict(self.failure),
+            "cluster": dataclasses.asdict(self.cluster),
+            "storage": self.storage,
+            "report": self.report,
+        }
+
+
+class StudyError(Exception):
+    """Every problem of a study file at once; `str()` gives one line per problem."""
+
+    def __init__(self, problems: list[StudyProblem], warnings: tuple[str, ...] = ()):
+        self.problems = problems
+        self.warnings = warnings  # found along the way; the study is refused anyway
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None = None) -> Study:
+    """Load and validate a study file; raise `StudyError` with every problem found.
+
+    `cluster_resources` (Ray's `{"CPU": 2, "GPU": 0}`) adds a check that one trial fits the
+    cluster. Warnings (e.g. upsampling) are returned on `Study.warnings`.
+    """
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise StudyError(doc.problems)
+    validator = _Validator(str(path), doc, cluster_resources)
+    study = validator.run()
+    problems = list(doc.problems)
+    for p in validator.problems:  # a value already rejected while loading is not reported twice
+        if p in problems or any(p.key_path == r or p.key_path.startswith((r + ".", r + "[")) for r in doc.rejected if r):
+            continue
+        problems.append(p)
+    if problems or study is None:
+        problems.sort(key=lambda p: p.line)
+        raise StudyError(problems, tuple(str(w) for w in sorted(validator.warnings, key=lambda w: w.line)))
+    return study
+
+
+def check_dataset(name: str) -> str | None:
+    """A message when `name` is not a dataset s3l_core can load, else None."""
+    try:
+        from s3l_core.data import check_dataset_name  # the authority, once it exists
+    except ImportError:
+        check_dataset_name = _check_dataset_locally
+    return check_dataset_name(name)
+
+
+def _check_dataset_locally(name: str) -> str | None:
+    if name.startswith("imagefolder:"):
+        return None if name[len("imagefolder:"):].strip() else "imagefolder needs a path: imagefolder:PATH"
+    if name in DATASETS:
+        return None
+    return f"unknown dataset '{name}'" + did_you_mean(name, [*DATASETS, "imagefolder:PATH"])
+
+
+class _Validator:
+    def __init__(self, file: str, doc: YamlDocument, cluster: dict[str, float] | None):
+        self.file = file
+        self.doc = doc
+        self.data: dict[Any, Any] = doc.data
+        self.cluster = cluster
+        self.problems: list[StudyProblem] = []
+        self.warnings: list[StudyProblem] = []
+
+    # ----------------------------------------------------------------- reporting
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(StudyProblem(self.file, self.doc.line_of(path), path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(StudyProblem(self.file, self.doc.line_of(path), path, message))
+
+    # ----------------------------------------------------------------- generic keys
+
+    def section(self, name: str) -> dict[Any, Any]:
+        """A mapping section (absent or null: {}), its unknown keys reported."""
+        value = self.data.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            keys = SECTIONS.get(name)
+            hint = f" with keys {', '.join(keys)}" if keys else ""
+            self.problem(name, f"expected a mapping{hint}, got {value!r}")
+            return {}
+        if name in SECTIONS:
+            for key in value:
+                if key not in SECTIONS[name]:
+                    self.problem(f"{name}.{key}", f"unknown key '{key}'" + did_you_mean(str(key), SECTIONS[name]))
+        return value
+
+    def value(self, path: str, container: dict[Any, Any]) -> Any:
+        """The checked value of a documented key, its default when absent or invalid."""
+        doc = _KEY[path]
+        key = path.rsplit(".", 1)[-1]
+        if key not in container:
+            if doc.default is REQUIRED:
+                self.problem(path, f"is required ({doc.allowed})")
+                return None
+            return copy.deepcopy(doc.default)
+        value = container[key]
+        message = doc.check(value) if doc.check else None
+        if message:
+            self.problem(path, message)
+            return None if doc.default is REQUIRED else copy.deepcopy(doc.default)
+        return value
+
+    # ----------------------------------------------------------------- the whole file
+
+    def run(self) -> Study | None:
+        for key in self.data:
+            if key not in TOP_LEVEL_KEYS:
+                self.problem(str(key), f"unknown key '{key}'" + did_you_mean(str(key), TOP_LEVEL_KEYS))
+        name = self.value("name", self.data)
+        description = self.value("description", self.data)
+        dataset = self.check_dataset_key()
+        base, config = self.check_trial(dataset)
+        seeds = self.check_seeds()
+        search = self.check_search()
+        space = self.check_space(base, search)
+        objectives = self.check_objectives(search)
+        scheduler = self.check_scheduler(objectives)
+        resources = self.check_resources(config)
+        max_concurrent = self.value("max_concurrent", self.data)
+        budget = self.check_budget()
+        failure = FailureConfig(self.value("failure.max_retries", self.section("failure")))
+        cluster = ClusterConfig(self.value("cluster.address", self.section("cluster")))
+        storage = self.value("storage", self.data)
+        report = self.value("report", self.data)
+        if not self.problems and search.algorithm == "grid":
+            self.check_grid_combinations(base, space)
+        if isinstance(dataset, str):
+            self.check_upsampling(dataset, config, space)
+        if self.problems or self.doc.problems:
+            return None
+        return Study(
+            path=self.file, name=name, description=description, dataset=dataset, base_trial=base, space=space,
+            seeds=seeds, search=search, objectives=objectives, scheduler=scheduler, resources=resources,
+            max_concurrent=max_concurrent, budget=budget, failure=failure, cluster=cluster, storage=storage,
+            report=report, warnings=tuple(str(w) for w in sorted(self.warnings, key=lambda w: w.line)),
+        )
+
+    def check_dataset_key(self) -> str | None:
+        dataset = self.value("dataset", self.data)
+        if dataset is None:
+            return None
+        if not isinstance(dataset, str):
+            self.problem("dataset", f"{dataset!r} is not a string")
+            return None
+        message = check_dataset(dataset)
+        if message:
+            self.problem("dataset", message)
+        return dataset
+
+    # ----------------------------------------------------------------- trial
+
+    def check_trial(self, dataset: str | None) -> tuple[dict[str, Any], TrialConfig | None]:
+        raw = self.data.get("trial")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.problem("trial", f"expected a mapping of trial keys, got {raw!r}")
+            raw = {}
+        if "dataset" in raw:
+            self.problem("trial.dataset", "set the dataset with the top-level `dataset` key")
+        if "seed" in raw:
+            self.problem("trial.seed", "set seeds with the top-level `seeds` list")
+        base = {"dataset": dataset} if isinstance(dataset, str) else {}
+        base.update((k, copy.deepcopy(v)) for k, v in raw.items() if k not in ("dataset", "seed"))
+        try:
+            return base, TrialConfig.from_dict(base)
+        except ConfigError as exc:
+            for p in exc.problems:
+                self.problem("dataset" if p.path == "dataset" else f"trial.{p.path}", p.message)
+            return base, None
+
+    # ----------------------------------------------------------------- seeds
+
+    def check_seeds(self) -> tuple[int, ...]:
+        if "seeds" not in self.data:
+            return (0,)
+        seeds = self.data["seeds"]
+        if not isinstance(seeds, list) or not seeds:
+            self.problem("seeds", f"expected a non-empty list of seeds such as [0, 1, 2], got {seeds!r}")
+            return (0,)
+        ok = True
+        for i, s in enumerate(seeds):
+            if not _is_int(s) or s < 0:
+                self.problem(f"seeds[{i}]", f"{s!r} is not a non-negative integer")
+                ok = False
+        for i, s in enumerate(seeds):
+            if _is_int(s) and seeds.index(s) != i:
+                self.problem(f"seeds[{i}]", f"seed {s} is listed twice")
+                ok = False
+        return tuple(seeds) if ok else (0,)
+
+    # ----------------------------------------------------------------- search
+
+    def check_search(self) -> SearchConfig:
+        section = self.section("search")
+        algorithm = self.value("search.algorithm", section) or "grid"
+        if "num_samples" in section:
+            num_samples = self.value("search.num_samples", section)
+            if algorithm == "grid" and num_samples and num_samples > 1:
+                self.warn("search.num_samples", "grid search repeats identical trials, and identical configs are "
+                          "reused, not re-run: add seeds to repeat a configuration")
+        else:
+            num_samples = 1
+            if algorithm != "grid":
+                self.problem("search", f"num_samples is required for {algorithm} search (how many configurations to try)")
+        seed = self.value("search.seed", section)
+        return SearchConfig(algorithm, num_samples or 1, seed)
+
+    # ----------------------------------------------------------------- space
+
+    def check_space(self, base: dict[str, Any], search: SearchConfig) -> dict[str, SpaceSpec]:
+        raw = self.data.get("space")
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem("space", f"expected a mapping of dotted trial keys to grids or distributions, got {raw!r}")
+            return {}
+        space: dict[str, SpaceSpec] = {}
+        for knob, entry in raw.items():
+            path = f"space.{knob}"
+            spec = self.parse_spec(path, entry)
+            if not isinstance(knob, str) or knob not in KNOBS:
+                if knob == "seed":
+                    self.problem(path, "seeds are set with the top-level `seeds` list, not in space")
+                else:
+                    self.problem(path, f"unknown knob '{knob}'" + did_you_mean(str(knob), LEAF_KNOBS))
+                continue
+            if spec is None:
+                continue
+            if spec.kind in ENUMERATED:
+                if self.check_values(base, knob, path, spec):
+                    space[knob] = spec
+            elif self.check_distribution(base, knob, path, spec):
+                space[knob] = spec
+            if search.algorithm == "grid" and spec.kind not in ENUMERATED:
+                self.problem(path, f"{spec.kind} needs search.algorithm random, optuna-tpe or optuna-nsga2; "
+                             "grid search enumerates grid and choice entries only")
+            if search.algorithm.startswith("optuna") and spec.kind == "grid":
+                self.warn(path, f"{search.algorithm} samples grid entries like choice entries; "
+                          "it does not try every value")
+        return space
+
+    def parse_spec(self, path: str, entry: Any) -> SpaceSpec | None:
+        forms = "{grid: [...]}, {choice: [...]}, {uniform: [lo, hi]}, {loguniform: [lo, hi]} or {int: [lo, hi]}"
+        if isinstance(entry, list):
+            self.problem(path, f"expected one of {forms}, got a bare list (did you mean {{grid: {json.dumps(entry)}}}?)")
+            return None
+        if not isinstance(entry, dict):
+            self.problem(path, f"expected one of {forms}, got {entry!r}; a fixed value belongs under trial:")
+            return None
+        unknown = [k for k in entry if k not in SPEC_KINDS]
+        for k in unknown:
+            self.problem(f"{path}.{k}", f"unknown kind '{k}'" + did_you_mean(str(k), list(SPEC_KINDS)))
+        if unknown:
+            return None
+        if len(entry) != 1:
+            self.problem(path, f"expected exactly one of {forms}, got {len(entry)} keys")
+            return None
+        ((kind, values),) = entry.items()
+        kpath = f"{path}.{kind}"
+        if kind in ENUMERATED:
+            if not isinstance(values, list):
+                self.problem(kpath, f"expected a list of values, got {values!r}")
+                return None
+            if not values:
+                self.problem(kpath, f"the {kind} is empty: list at least one value")
+                return None
+            return SpaceSpec(kind, tuple(values))
+        if not isinstance(values, list) or len(values) != 2:
+            self.problem(kpath, f"expected [lo, hi], got {values!r}")
+            return None
+        ok = True
+        for i, v in enumerate(values):
+            if kind == "int" and not _is_int(v):
+                self.problem(f"{kpath}[{i}]", f"{v!r} is not an integer")
+                ok = False
+            elif not _is_number(v):
+                self.problem(f"{kpath}[{i}]", f"{v!r} is not a number")
+                ok = False
+        if not ok:
+            return None
+        lo, hi = values
+        if not lo < hi:
+            self.problem(kpath, f"lo ({lo}) must be less than hi ({hi})")
+            return None
+        if kind == "loguniform" and lo <= 0:
+            self.problem(f"{kpath}[0]", f"loguniform needs lo > 0, got {lo}")
+            return None
+        return SpaceSpec(kind, (lo, hi) if kind == "int" else (float(lo), float(hi)))
+
+    def check_values(self, base: dict[str, Any], knob: str, path: str, spec: SpaceSpec) -> bool:
+        ok = True
+        seen: dict[str, int] = {}
+        for i, v in enumerate(spec.values):
+            vpath = f"{path}.{spec.kind}[{i}]"
+            canonical = json.dumps(v, sort_keys=True, default=str)
+            if canonical in seen:
+                self.problem(vpath, f"{v!r} is listed twice (also at [{seen[canonical]}])")
+                ok = False
+                continue
+            seen[canonical] = i
+            ok = self.check_value(base, knob, vpath, v) and ok
+        return ok
+
+    def check_value(self, base: dict[str, Any], knob: str, vpath: str, value: Any) -> bool:
+        """Does `value` at `knob` give a valid trial? Problems are reported at `vpath`."""
+        if knob == "dataset" and isinstance(value, str):
+            message = check_dataset(value)
+            if message:
+                self.problem(vpath, message)
+                return False
+        try:
+            TrialConfig.from_dict(apply_point(base, {knob: value}))
+        except ConfigError as exc:
+            ok = True
+            for p in exc.problems:
+                if p.path == knob or p.path.startswith((knob + ".", knob + "[")):
+                    self.problem(vpath + p.path[len(knob):], p.message)
+                    ok = False
+            return ok
+        return True
+
+    def check_distribution(self, base: dict[str, Any], knob: str, path: str, spec: SpaceSpec) -> bool:
+        hint = KNOBS[knob]
+        accepts = set(typing.get_args(hint)) if typing.get_origin(hint) in (Union, types.UnionType) else {hint}
+        if float not in accepts and int not in accepts:
+            self.problem(path, f"{knob} is not numeric: use {{grid: [...]}} or {{choice: [...]}}")
+            return False
+        if spec.kind in ("uniform", "loguniform") and float not in accepts:
+            self.problem(path, f"{spec.kind} draws real numbers but {knob} takes an integer: use {{int: [lo, hi]}}")
+            return False
+        lo_ok = self.check_value(base, knob, f"{path}.{spec.kind}[0]", spec.values[0])
+        hi_ok = self.check_value(base, knob, f"{path}.{spec.kind}[1]", spec.values[1])
+        return lo_ok and hi_ok
+
+    def check_grid_combinations(self, base: dict[str, Any], space: dict[str, SpaceSpec], limit: int = 2_000) -> None:
+        """Values valid one at a time can clash together (e.g. stage epochs and epochs)."""
+        keys = list(space)
+        if len(keys) < 2:
+            return
+        bad = 0
+        for combo in itertools.islice(itertools.product(*(space[k].values for k in keys)), limit):
+            point = dict(zip(keys, combo))
+            try:
+                TrialConfig.from_dict(apply_point(base, point))
+            except ConfigError as exc:
+                self.problem("space", f"the combination {json.dumps(point)} is not a valid trial: {exc}")
+                bad += 1
+                if bad == 3:
+                    return
+
+    # ----------------------------------------------------------------- objectives, scheduler
+
+    def check_objectives(self, search: SearchConfig) -> dict[str, str]:
+        raw = self.data.get("objectives")
+        if "objectives" not in self.data:
+            self.problem("objectives", "is required, e.g. {knn_top1: max, train_pflops: min}")
+            return {}
+        if not isinstance(raw, dict) or not raw:
+            self.problem("objectives", f"expected a mapping of metric -> max or min, such as {{knn_top1: max}}, got {raw!r}")
+            return {}
+        out = {}
+        for metric, mode in raw.items():
+            path = f"objectives.{metric}"
+            if metric not in OBJECTIVE_METRICS:
+                self.problem(path, f"unknown metric '{metric}'" + did_you_mean(str(metric), list(OBJECTIVE_METRICS)))
+            elif mode not in ("max", "min"):
+                self.problem(path, f"{mode!r} must be max or min")
+            else:
+                out[metric] = mode
+        if search.algorithm == "optuna-tpe" and len(raw) > 1:
+            self.warn("objectives", f"optuna-tpe optimises the first objective only ({next(iter(raw))}); "
+                      "use optuna-nsga2 for several")
+        if search.algorithm == "optuna-nsga2" and len(raw) == 1:
+            self.warn("objectives", "optuna-nsga2 is for several objectives; with one, optuna-tpe is usually better")
+        return out
+
+    def check_scheduler(self, objectives: dict[str, str]) -> SchedulerConfig:
+        section = self.section("scheduler")
+        scheduler = SchedulerConfig(
+            self.value("scheduler.type", section),
+            self.value("scheduler.grace_period", section),
+            self.value("scheduler.reduction_factor", section),
+        )
+        first = next(iter(objectives), None)
+        if scheduler.type == "asha" and first is not None and first not in EPOCH_METRICS:
+            self.problem("scheduler.type", f"asha stops trials on a metric reported every epoch, but the first "
+                         f"objective '{first}' is only known at the end: put {' or '.join(EPOCH_METRICS)} first")
+        return scheduler
+
+    # ----------------------------------------------------------------- resources, budget
+
+    def check_resources(self, config: TrialConfig | None) -> Resources:
+        section = self.section("resources")
+        cpu = self.value("resources.cpu", section)
+        gpu = self.value("resources.gpu", section)
+        if "gpu" in section and _is_number(gpu) and gpu > 1 and not float(gpu).is_integer():
+            self.problem("resources.gpu", f"{gpu} GPUs: above 1 a trial takes whole GPUs")
+        if self.cluster is not None:
+            have_cpu = float(self.cluster.get("CPU", 0) or 0)
+            have_gpu = float(self.cluster.get("GPU", 0) or 0)
+            if _is_number(cpu) and cpu > have_cpu:
+                self.problem("resources.cpu", f"asks for {cpu:g} CPU per trial but the cluster has {have_cpu:g} CPUs")
+            if _is_number(gpu) and gpu > have_gpu:
+                self.problem("resources.gpu", f"asks for {gpu:g} GPU per trial but the cluster has {have_gpu:g} GPUs")
+        if config is not None and gpu == 0 and config.device.startswith("cuda"):
+            self.problem("trial.device", f"is '{config.device}' but resources.gpu is 0: a trial would get no GPU")
+        return Resources(cpu, gpu)
+
+    def check_budget(self) -> Budget:
+        section = self.section("budget")
+        budget = Budget(self.value("budget.gpu_hours", section), self.value("budget.pflops", section))
+        if "gpu_hours" in section and "pflops" in section:
+            self.problem("budget", "give either gpu_hours or pflops, not both")
+        return budget
+
+    # ----------------------------------------------------------------- warnings
+
+    def check_upsampling(self, dataset: str, config: TrialConfig | None, space: dict[str, SpaceSpec]) -> None:
+        native = NATIVE_RESOLUTION.get(dataset)
+        if native is None:
+            return
+
+        def check(path: str, size: int | None) -> None:
+            if size is not None and size > native:
+                self.warn(path, f"{size} px is larger than {dataset}'s {native} px images: they will be upsampled")
+
+        if config is not None:
+            check("trial.resolution", config.max_resolution)
+            check("trial.eval.resolution", config.eval.resolution)
+        for knob in ("resolution", "eval.resolution"):
+            spec = space.get(knob)
+            if spec is None:
+                continue
+            if spec.kind in ENUMERATED:
+                for i, v in enumerate(spec.values):
+                    check(f"space.{knob}.{spec.kind}[{i}]", _largest(v))
+            else:
+                check(f"space.{knob}.{spec.kind}[1]", int(spec.values[1]))
+
+
+def _largest(resolution: Any) -> int | None:
+    if _is_int(resolution):
+        return resolution
+    if isinstance(resolution, list):
+        sizes = [s.get("resolution") for s in resolution if isinstance(s, dict)]
+        return max((s for s in sizes if _is_int(s)), default=None)
+    return None
+
+
+if __name__ == "__main__":
+    print(render_key_tables(), end="")

@@ -1,0 +1,308 @@
+"""The report in a real browser: headless Chromium driven by chromedriver over the W3C
+WebDriver HTTP API (urllib only, loopback only).
+
+What is checked, and how:
+- images: every <img> is complete with naturalWidth > 0 (read from the DOM);
+- errors: chromedriver's browser log (``goog:loggingPrefs``; any SEVERE entry fails),
+  plus a capture installed before the page's own script via the DevTools command
+  Page.addScriptToEvaluateOnNewDocument: window 'error' events (script errors and
+  failed resource loads), unhandled rejections, console.error calls,
+  Content-Security-Policy violations and alert() calls;
+- sorting: a real click on a header reorders the rows into sorted order;
+- escaping: a study named ``<script>alert(1)</script>`` shows as text and runs nothing.
+The page is opened from file:// and from a static HTTP server on 127.0.0.1.
+A screenshot goes to test-artifacts/report.png (and the whole page to report-full.png).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sweeper.report import write_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+EVIL_NAME = "<script>alert(1)</script>"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not (CHROMEDRIVER.exists() or shutil.which("chromedriver")),
+        reason="needs chromedriver (Debian package chromium-driver)",
+    ),
+]
+
+CAPTURE_JS = """
+window.__reportErrors = [];
+window.addEventListener('error', function (e) {
+  var t = e.target;
+  if (t && t !== window && (t.src || t.href)) { window.__reportErrors.push('resource failed: ' + (t.src || t.href)); }
+  else { window.__reportErrors.push('error: ' + e.message); }
+}, true);
+window.addEventListener('unhandledrejection', function (e) { window.__reportErrors.push('rejection: ' + e.reason); });
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__reportErrors.push('csp: ' + e.violatedDirective + ' ' + e.blockedURI);
+});
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.__reportErrors.push('console.error: ' + Array.prototype.join.call(arguments, ' '));
+    return original.apply(console, arguments);
+  };
+})();
+window.alert = function (m) { window.__reportErrors.push('alert: ' + m); };
+"""
+
+
+class WebDriverError(RuntimeError):
+    pass
+
+
+class WebDriver:
+    """The few W3C WebDriver calls the test needs, over loopback HTTP (no proxies)."""
+
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}"
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.session = ""
+
+    def call(self, method: str, path: str, body: dict | None = None, timeout: float = 60):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with self.opener.open(request, timeout=timeout) as response:
+                return json.load(response)["value"]
+        except urllib.error.HTTPError as exc:
+            raise WebDriverError(f"{method} {path}: {exc.code} {exc.read()[:2000]!r}") from None
+
+    def s(self, method: str, path: str, body: dict | None = None, timeout: float = 60):
+        return self.call(method, f"/session/{self.session}{path}", body, timeout)
+
+    def run(self, script: str, *args):
+        return self.s("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def find(self, css: str) -> str:
+        element = self.s("POST", "/element", {"using": "css selector", "value": css})
+        return next(iter(element.values()))
+
+    def click(self, css: str) -> None:
+        self.s("POST", f"/element/{self.find(css)}/click", {})
+
+    def browser_log(self) -> list[dict] | None:
+        for path in ("/se/log", "/log"):
+            try:
+                return self.s("POST", path, {"type": "browser"})
+            except WebDriverError:
+                continue
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("chromium")
+    port = _free_port()
+    driver_path = str(CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver"))
+    log = open(workdir / "chromedriver.log", "wb")
+    process = subprocess.Popen([driver_path, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT)
+    driver = WebDriver(port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if driver.call("GET", "/status", timeout=2).get("ready"):
+                    break
+            except (OSError, WebDriverError):
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail(f"chromedriver did not start; see {workdir / 'chromedriver.log'}")
+            time.sleep(0.2)
+        args = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--window-size=1400,1800", f"--user-data-dir={workdir / 'profile'}",
+        ]
+        capabilities = {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": str(CHROMIUM), "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"},
+        }
+        created = driver.call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}}, timeout=120)
+        driver.session = created["sessionId"]
+        driver.s("POST", "/goog/cdp/execute",
+                 {"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": CAPTURE_JS}})
+        yield driver
+    finally:
+        if driver.session:
+            try:
+                driver.call("DELETE", f"/session/{driver.session}", timeout=30)
+            except (OSError, WebDriverError):
+                pass
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    import synthetic
+
+    root = tmp_path_factory.mktemp("browser-report")
+    store = synthetic.make_store(root / "store", 72, name=EVIL_NAME, failed=0.08, running=2, state="running")
+    return write_report(store, root / "report")
+
+
+def open_page(browser: WebDriver, url: str) -> None:
+    browser.browser_log()  # drain entries from earlier pages
+    browser.s("POST", "/url", {"url": url}, timeout=120)
+    deadline = time.monotonic() + 30
+    while browser.run("return document.readyState") != "complete":
+        if time.monotonic() > deadline:
+            pytest.fail(f"{url} did not finish loading")
+        time.sleep(0.1)
+
+
+def page_problems(browser: WebDriver) -> list[str]:
+    captured = browser.run("return window.__reportErrors")
+    assert isinstance(captured, list), "the error capture was not installed before the page ran"
+    problems = list(captured)
+    log = browser.browser_log()
+    if log is not None:
+        problems += [f"browser log {e.get('level')}: {e.get('message')}" for e in log if e.get("level") == "SEVERE"]
+    return problems
+
+
+def check_images(browser: WebDriver) -> list[dict]:
+    images = browser.run(
+        "return Array.from(document.images).map(function (i) {"
+        " return {src: i.currentSrc || i.src, complete: i.complete, width: i.naturalWidth}; })"
+    )
+    assert len(images) >= 5, images
+    broken = [i for i in images if not i["complete"] or i["width"] <= 0]
+    assert not broken, f"images that did not load: {broken}"
+    return images
+
+
+def column_values(browser: WebDriver, table: str, column: str) -> list[str]:
+    return browser.run(
+        "var t = document.getElementById(arguments[0]), name = arguments[1];"
+        "var i = Array.from(t.tHead.rows[0].cells).findIndex(function (c) {"
+        " return c.getAttribute('data-col') === name; });"
+        "if (i < 0) { throw new Error('no column ' + name); }"
+        "return Array.from(t.tBodies[0].rows).map(function (r) {"
+        " var c = r.cells[i]; var v = c.getAttribute('data-v'); return v === null ? c.textContent : v; });",
+        table, column,
+    )
+
+
+def _numeric_sorted(values: list[str], descending: bool = False) -> bool:
+    present = [float(v) for v in values if v != ""]
+    empties_last = all(v == "" for v in values[len(present):])
+    return empties_last and present == sorted(present, reverse=descending)
+
+
+def test_report_from_file_url(browser, report, request):
+    open_page(browser, report.as_uri())
+
+    check_images(browser)
+
+    title = browser.run("return document.title")
+    heading = browser.run("return document.querySelector('h1').textContent")
+    assert EVIL_NAME in title and EVIL_NAME in heading
+    assert browser.run("return document.scripts.length") == 1
+    assert "PARTIAL RESULTS" in browser.run("return document.querySelector('.banner').textContent")
+
+    # sorting: the trials table starts in accuracy-descending order; one click sorts ascending
+    before_ids = column_values(browser, "trials-table", "trial_id")
+    before = column_values(browser, "trials-table", "knn_top1")
+    browser.click('#trials-table thead th[data-col="knn_top1"]')
+    after = column_values(browser, "trials-table", "knn_top1")
+    assert column_values(browser, "trials-table", "trial_id") != before_ids, "clicking the header did not reorder rows"
+    assert after != before and _numeric_sorted(after), after
+    browser.click('#trials-table thead th[data-col="knn_top1"]')
+    assert _numeric_sorted(column_values(browser, "trials-table", "knn_top1"), descending=True)
+    # a numeric column whose values are not already in any order, then a text column
+    browser.click('#trials-table thead th[data-col="train_pflops"]')
+    assert _numeric_sorted(column_values(browser, "trials-table", "train_pflops"))
+    browser.click('#trials-table thead th[data-col="status"]')
+    statuses = column_values(browser, "trials-table", "status")
+    assert statuses == sorted(statuses)
+    assert browser.run(
+        "return document.querySelector('#trials-table th[data-col=\"status\"]').getAttribute('aria-sort')"
+    ) == "ascending"
+
+    problems = page_problems(browser)
+    assert not problems, problems
+
+    # screenshots: the top of the page as it opens, and the whole page
+    artifacts = Path(request.config.rootpath) / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    browser.run("window.scrollTo(0, 0)")
+    (artifacts / "report.png").write_bytes(base64.b64decode(browser.s("GET", "/screenshot")))
+    full = browser.s("POST", "/goog/cdp/execute", {
+        "cmd": "Page.captureScreenshot", "params": {"format": "png", "captureBeyondViewport": True}})
+    (artifacts / "report-full.png").write_bytes(base64.b64decode(full["data"]))
+    assert (artifacts / "report.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_from_a_static_web_server(browser, report):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(report.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        open_page(browser, f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        images = check_images(browser)
+        assert all(i["src"].startswith("http://127.0.0.1:") for i in images)
+        problems = page_problems(browser)
+        assert not problems, problems
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_checks_catch_a_broken_page(browser, report):
+    """The image and error checks above are not vacuous: a page with a missing image and a
+    script the policy blocks fails both."""
+    page = report.read_text(encoding="utf-8").replace(
+        "</main>", '<img src="fig_missing.png" alt="x"><script>undefinedFunction()</script></main>'
+    )
+    broken = report.parent / "broken.html"
+    broken.write_text(page, encoding="utf-8")
+    try:
+        open_page(browser, broken.as_uri())
+        with pytest.raises(AssertionError, match="fig_missing.png"):
+            check_images(browser)
+        problems = page_problems(browser)
+        assert any("resource failed" in p and "fig_missing.png" in p for p in problems), problems
+        assert any(p.startswith("csp: script-src") for p in problems), problems
+        # the browser log channel works too (not only the injected capture)
+        assert any(p.startswith("browser log SEVERE") and "fig_missing.png" in p for p in problems), problems
+    finally:
+        broken.unlink()

@@ -1,0 +1,213 @@
+import html
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import synthetic
+from sweeper.report import write_report
+
+
+class PageParser(HTMLParser):
+    """Collects what the assertions need: img srcs, script count, tables' header cells, text."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.scripts, self.text, self.ids = [], 0, [], set()
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "script":
+            self.scripts += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(index: Path) -> PageParser:
+    parser = PageParser()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return parser
+
+
+def build(store: Path, tmp_path: Path) -> tuple[Path, PageParser, str]:
+    index = write_report(store, tmp_path / "report" / "nested")  # created if missing
+    return index, parse(index), index.read_text(encoding="utf-8")
+
+
+def test_full_report_has_every_section_and_relative_images(make_store, tmp_path):
+    index, page, text = build(make_store(60, running=0, failed=0.1), tmp_path)
+    assert index.name == "index.html"
+    assert {"headline", "pareto", "knobs", "curves", "s3l", "cost-model", "trials", "study"} <= page.ids
+    assert len(page.images) == 7  # pareto, 3 knobs, learning curves, s3l, cost model
+    for src in page.images:
+        assert not src.startswith(("/", "http", "file:")), src
+        data = (index.parent / src).read_bytes()
+        assert data.startswith(b"\x89PNG")
+    assert page.scripts == 1
+    words = " ".join(page.text)
+    assert "Pre-training at 14 px" in words and "of the 28 px accuracy" in words
+    assert "Cheapest within 1 point" in words
+    assert "PARTIAL" not in words
+    # no temp files left behind; nothing fetched from the network
+    assert not list(index.parent.glob(".*.tmp"))
+    assert not re.search(r"""(src|href)=["']https?:""", text)
+
+
+def test_one_trial(make_store, tmp_path):
+    index, page, _ = build(make_store(1, failed=0.0, knobs=("resolution",)), tmp_path)
+    words = " ".join(page.text)
+    assert "1 trial: 1 finished" in words
+    assert "No cheaper trial comes within 1 point" in words
+    assert "no scaled-down trial" in words  # the S3L check explains why it is empty
+    assert all((index.parent / src).exists() for src in page.images)
+
+
+def test_every_trial_failed_gives_messages_not_plots(make_store, tmp_path):
+    index, page, text = build(make_store(12, all_failed=True), tmp_path)
+    words = " ".join(page.text)
+    # only the learning curves of how far the failed trials got; no accuracy/cost plots
+    assert page.images == ["fig_learning_curves.png"]
+    assert "No trial has finished" in words
+    assert "No finished trials: no Pareto front yet." in words
+    assert "12 trials: 0 finished, 12 failed" in words
+    assert "Failed trials" in words
+    assert [p.name for p in index.parent.glob("*.png")] == ["fig_learning_curves.png"]
+
+
+def test_running_study_is_marked_partial(make_store, tmp_path):
+    _, page, _ = build(make_store(40, running=3, pending=2, state="running"), tmp_path)
+    assert any("PARTIAL RESULTS: the study is still running" in t for t in page.text)
+
+
+def test_crashed_and_unknown_state_are_marked(make_store, tmp_path):
+    _, page, _ = build(make_store(20, running=2, state="crashed"), tmp_path)
+    assert any("PARTIAL RESULTS: the study crashed" in t for t in page.text)
+    _, page, _ = build(make_store(20, running=2, state=None), tmp_path)
+    assert any("POSSIBLY PARTIAL" in t and "no state.json" in t for t in page.text)
+
+
+def test_study_name_and_error_strings_are_escaped(make_store, tmp_path):
+    evil = "<script>alert(1)</script>"
+    store = make_store(30, name=evil, failed=0.3)
+    results = pd.read_parquet(store / "results.parquet")
+    failed = results.index[results["status"] == "failed"]
+    results.loc[failed[0], "error"] = 'boom <img src=x onerror="alert(2)"> & </td></tr>'
+    results.loc[failed[1], "node"] = "<b>node</b>"
+    results.to_parquet(store / "results.parquet")
+    _, page, text = build(store, tmp_path)
+    assert page.scripts == 1  # only the report's own sorting script
+    assert "<script>alert(1)" not in text and "<img src=x" not in text and "<b>node" not in text
+    assert html.escape(evil) in text
+    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt; &amp; &lt;/td&gt;&lt;/tr&gt;" in text
+    words = "".join(page.text)
+    assert evil in words  # displayed as text
+    assert 'onerror="alert(2)"' in words
+
+
+def test_nan_linear_top1_and_linear_as_primary_objective(make_store, tmp_path):
+    store = make_store(24, linear_nan=1.0, objectives={"linear_top1": "max", "gpu_hours": "min"})
+    _, page, _ = build(store, tmp_path)
+    words = " ".join(page.text)
+    assert "No finished trial has a linear top-1 value yet." in words
+    assert page.images == [] or all(not src.endswith("pareto.png") for src in page.images)
+    store = make_store(24, linear_nan=0.5, objectives={"linear_top1": "max", "gpu_hours": "min"})
+    _, page, _ = build(store, tmp_path)
+    assert any(src.endswith("pareto.png") for src in page.images)
+    assert "Best linear top-1" in " ".join(page.text)
+
+
+def test_missing_epochs_and_provenance_still_render(make_store, tmp_path):
+    store = make_store(10)
+    (store / "epochs.parquet").unlink()
+    (store / "provenance.json").unlink()
+    _, page, _ = build(store, tmp_path)
+    words = " ".join(page.text)
+    assert "No per-epoch kNN evaluations recorded yet." in words
+    assert "provenance.json not found" in words
+
+
+def test_stale_figures_are_removed_and_rewrite_is_clean(make_store, tmp_path):
+    report = tmp_path / "r"
+    write_report(make_store(30), report)
+    (report / "fig_knob_9_old.png").write_bytes(b"old")
+    (report / "notes.txt").write_text("mine")
+    write_report(make_store(30), report)
+    assert not (report / "fig_knob_9_old.png").exists()
+    assert (report / "notes.txt").read_text() == "mine"
+
+
+def test_generated_store_matches_the_contract(make_store):
+    store = make_store(50, running=1)
+    results = pd.read_parquet(store / "results.parquet")
+    epochs = pd.read_parquet(store / "epochs.parquet")
+    study = yaml.safe_load((store / "study.yaml").read_text())
+    assert results["trial_id"].str.fullmatch(r"[0-9a-f]{12}").all()
+    assert results["trial_id"].is_unique
+    assert set(results["status"]) <= {"finished", "failed", "running", "pending", "skipped_budget"}
+    assert results.loc[results["status"] != "finished", "knn_top1"].isna().all()
+    assert {"trial_id", "epoch", "resolution", "loss", "lr", "knn_top1", "train_pflops_cum", "wall_s_cum"} <= set(
+        epochs.columns)
+    assert list(study["objectives"]) == ["knn_top1", "train_pflops"]
+    assert json.loads((store / "provenance.json").read_text())["git_sha"]
+    multi = results[results["resolution_schedule"] == "14x8,28x2"]
+    assert (multi["resolution"] == 28).all()
+
+
+def test_random_search_knob_categorical_knob_and_three_objectives(tmp_path):
+    results, epochs = synthetic.make_tables(40, knobs=("method", "backbone.depth"))
+    results["optimizer.lr"] = np.random.default_rng(0).uniform(0.01, 1.0, len(results))
+    study = synthetic.make_study(
+        "nsga", ["method", "backbone.depth"], [0], {"knn_top1": "max", "train_pflops": "min", "peak_mem_mb": "min"}
+    )
+    study["space"]["optimizer.lr"] = {"loguniform": [0.01, 1.0]}
+    store = synthetic.write_store(tmp_path / "store", results, epochs, study, state="interrupted")
+    index, page, _ = build(store, tmp_path)
+    assert {"fig_knob_0_method.png", "fig_knob_1_backbone_depth.png", "fig_knob_2_optimizer_lr.png"} <= set(
+        page.images)
+    words = " ".join(page.text)
+    assert "PARTIAL RESULTS: the study was interrupted" in words
+    assert "peak memory MB (min)" in words  # the declared third objective drives the Pareto set
+
+
+def test_minimal_columns_and_empty_results(tmp_path):
+    minimal = tmp_path / "minimal"
+    minimal.mkdir()
+    pd.DataFrame({
+        "trial_id": ["a", "b", "c"], "status": ["finished", "finished", "running"], "resolution": [8, 16, 16],
+        "seed": [0, 0, 0], "knn_top1": [0.5, 0.6, np.nan], "train_pflops": [1.0, 4.0, np.nan],
+    }).to_parquet(minimal / "results.parquet")
+    (minimal / "study.yaml").write_text(yaml.safe_dump({"name": "minimal", "space": {"resolution": {"grid": [8, 16]}}}))
+    _, page, _ = build(minimal, tmp_path)
+    words = " ".join(page.text)
+    assert "Pre-training at 8 px reached 83.3% of the 16 px accuracy" in words
+    assert "POSSIBLY PARTIAL" in words
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    pd.DataFrame({"trial_id": pd.Series([], dtype=str)}).to_parquet(empty / "results.parquet")
+    _, page, _ = build(empty, tmp_path)
+    assert "The results table is empty." in " ".join(page.text)
+
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path / "no-such-store", tmp_path / "r")
+
+
+def test_knob_values_with_markup_and_dollars_are_plain_text(tmp_path):
+    results, epochs = synthetic.make_tables(12, knobs=("method",), failed=0.0)
+    results["method"] = np.where(results["method"] == "byol", "<i>by$ol</i>", "sim$clr$")
+    study = synthetic.make_study("odd", ["method"], [0])
+    store = synthetic.write_store(tmp_path / "store", results, epochs, study)
+    index, page, text = build(store, tmp_path)
+    assert "fig_knob_0_method.png" in page.images  # matplotlib did not try to parse "$...$" as math
+    assert "<i>" not in text and "&lt;i&gt;by$ol&lt;/i&gt;" in text

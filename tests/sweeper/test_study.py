@@ -1,0 +1,232 @@
+"""Study loading and validation: the malformed corpus, the shipped studies, warnings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweeper.study import Study, StudyError, StudyProblem, load_study
+
+REPO = Path(__file__).resolve().parents[2]
+MALFORMED = Path(__file__).parent / "malformed"
+CPU_ONLY = {"CPU": 2, "GPU": 0}
+SHIPPED = sorted((REPO / "studies").glob("*.yaml"))
+
+VALID = """\
+name: ok
+dataset: fashion-mnist-sample
+trial: {epochs: 2}
+objectives: {knn_top1: max}
+"""
+
+
+def _header(path: Path) -> dict[str, str]:
+    found = {}
+    for raw in path.read_bytes().splitlines():
+        match = re.match(rb"# (expect|line|path): (.*)$", raw)
+        if not match:
+            break
+        found[match[1].decode()] = match[2].decode()
+    return found
+
+
+def _problems(path: Path, **kwargs) -> list[StudyProblem]:
+    with pytest.raises(StudyError) as info:
+        load_study(path, **kwargs)
+    return info.value.problems
+
+
+def _write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_corpus_is_large_enough():
+    assert len(list(MALFORMED.glob("*.yaml"))) >= 30
+
+
+@pytest.mark.parametrize("path", sorted(MALFORMED.glob("*.yaml")), ids=lambda p: p.stem)
+def test_malformed_study_is_refused_with_file_line_and_path(path: Path):
+    header = _header(path)
+    assert "expect" in header, f"{path.name} has no '# expect:' line"
+    with pytest.raises(StudyError) as info:
+        load_study(path, cluster_resources=CPU_ONLY)
+    message = str(info.value)
+    assert header["expect"] in message
+    lines = message.splitlines()
+    assert len(lines) == len(info.value.problems) >= 1
+    for line in lines:  # every problem names the file and a line
+        assert re.match(re.escape(str(path)) + r":\d+[ :]", line), line
+    matching = [p for p in info.value.problems if header["expect"] in str(p)]
+    assert matching
+    if "line" in header:
+        assert any(p.line == int(header["line"]) for p in matching), lines
+    if "path" in header:
+        assert any(p.key_path == header["path"] for p in matching), lines
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path):
+    path = _write(tmp_path, """\
+name: three
+dataset: fashion-mnist-sample
+trial:
+  data_fraction: 1.5
+space:
+  backbone.width: {grid: [0.5, wide]}
+objectives: {knn_top1: max}
+scheduler: {type: hyperband}
+""")
+    problems = _problems(path)
+    assert [(p.line, p.key_path) for p in problems] == [
+        (4, "trial.data_fraction"),
+        (6, "space.backbone.width.grid[1]"),
+        (8, "scheduler.type"),
+    ]
+    assert str(problems[1]) == f"{path}:6 space.backbone.width.grid[1]: 'wide' (str) is not a number"
+
+
+def test_nothing_is_written_while_validating(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, VALID.replace("epochs: 2", "epochs: -1"))
+    _problems(path)
+    load_study(_write(tmp_path, VALID, "good.yaml"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.yaml", "study.yaml"]
+
+
+def test_huge_file_is_refused_by_size_before_reading(tmp_path: Path):
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as f:  # sparse: 50 MB without writing 50 MB
+        f.write(b"name: huge\n")
+        f.truncate(50_000_000)
+    (problem,) = _problems(path)
+    assert "50.0 MB" in str(problem) and "at most 1.0 MB" in str(problem)
+    assert str(problem).startswith(f"{path}:1")
+
+
+def test_missing_file(tmp_path: Path):
+    (problem,) = _problems(tmp_path / "nope.yaml")
+    assert "cannot read" in problem.message
+
+
+def test_python_tag_is_never_constructed(tmp_path: Path):
+    marker = tmp_path / "constructed"
+    path = _write(tmp_path, VALID + f"description: !!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ['{marker}']]\n")
+    _problems(path)
+    assert not marker.exists()
+
+
+def test_scientific_floats_without_dot_are_numbers(tmp_path: Path):
+    study = load_study(_write(tmp_path, VALID.replace("epochs: 2", "epochs: 2, optimizer: {lr: 1e-1, weight_decay: 5e-4}")))
+    assert study.base_trial["optimizer"] == {"lr": 0.1, "weight_decay": 0.0005}
+
+
+def test_defaults_and_fields(tmp_path: Path):
+    study = load_study(_write(tmp_path, VALID))
+    assert isinstance(study, Study)
+    assert study.base_trial == {"dataset": "fashion-mnist-sample", "epochs": 2}
+    assert study.seeds == (0,)
+    assert study.space == {}
+    assert (study.search.algorithm, study.search.num_samples, study.search.seed) == ("grid", 1, 0)
+    assert (study.scheduler.type, study.scheduler.grace_period, study.scheduler.reduction_factor) == ("none", 1, 3)
+    assert (study.resources.cpu, study.resources.gpu) == (1, 0)
+    assert study.max_concurrent == 4
+    assert (study.budget.gpu_hours, study.budget.pflops) == (None, None)
+    assert study.failure.max_retries == 2
+    assert study.cluster.address is None
+    assert (study.storage, study.report) == ("runs/", "reports/")
+    assert study.trial_config().epochs == 2
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_study_validates_and_round_trips(path: Path, tmp_path: Path):
+    study = load_study(path)
+    assert study.name == path.stem
+    resolved = _write(tmp_path, yaml.safe_dump(study.to_dict(), sort_keys=False), "resolved.yaml")
+    again = load_study(resolved)
+    assert again.to_dict() == study.to_dict()
+
+
+def test_expected_studies_are_shipped():
+    names = {p.stem for p in SHIPPED}
+    assert {"quickstart", "resolution", "width", "depth", "data_fraction", "epochs", "s3l"} <= names
+
+
+def test_quickstart_fits_a_cpu_only_machine():
+    study = load_study(REPO / "studies" / "quickstart.yaml", cluster_resources=CPU_ONLY)
+    assert study.dataset == "fashion-mnist-sample"
+    assert study.resources.gpu == 0
+
+
+def test_gpu_study_is_refused_on_a_cpu_only_cluster():
+    problems = _problems(REPO / "studies" / "resolution.yaml", cluster_resources=CPU_ONLY)
+    assert [p.message for p in problems] == ["asks for 0.25 GPU per trial but the cluster has 0 GPUs"]
+
+
+def test_upsampling_is_a_warning_not_a_problem(tmp_path: Path):
+    path = _write(tmp_path, VALID + "space:\n  resolution: {grid: [14, 28, 56]}\n")
+    study = load_study(path)
+    assert study.warnings == (
+        f"{path}:6 space.resolution.grid[2]: 56 px is larger than fashion-mnist-sample's 28 px images: they will be upsampled",
+    )
+
+
+def test_upsampling_warning_for_stages_and_trial(tmp_path: Path):
+    path = _write(tmp_path, VALID.replace("fashion-mnist-sample", "digits").replace(
+        "trial: {epochs: 2}", "trial: {resolution: [{resolution: 8, fraction: 0.5}, {resolution: 16, fraction: 0.5}]}"))
+    (warning,) = load_study(path).warnings
+    assert "trial.resolution: 16 px is larger than digits's 8 px" in warning
+
+
+def test_optuna_tpe_with_two_objectives_warns(tmp_path: Path):
+    path = _write(tmp_path, VALID.replace("{knn_top1: max}", "{knn_top1: max, train_pflops: min}")
+                  + "search: {algorithm: optuna-tpe, num_samples: 4}\nspace:\n  backbone.width: {uniform: [0.25, 1.0]}\n")
+    (warning,) = load_study(path).warnings
+    assert "optimises the first objective only" in warning
+
+
+def test_duplicate_space_keys_name_both_lines(tmp_path: Path):
+    path = _write(tmp_path, VALID + """\
+space:
+  resolution: {grid: [[{resolution: 14, fraction: 0.5}, {resolution: 28, fraction: 0.5}]]}
+  resolution: {grid: [14]}
+""")
+    (problem,) = _problems(path)
+    assert "duplicate key 'resolution' (lines 6 and 7)" in str(problem)
+
+
+def test_space_entries_with_all_kinds(tmp_path: Path):
+    path = _write(tmp_path, VALID + """\
+search: {algorithm: random, num_samples: 3, seed: 7}
+seeds: [0, 1]
+space:
+  resolution: {choice: [14, 28, [{resolution: 14, epochs: 1}, {resolution: 28, epochs: 1}]]}
+  backbone.width: {uniform: [0.25, 1.0]}
+  optimizer.lr: {loguniform: [0.05, 1.0]}
+  epochs: {int: [1, 3]}
+  method: {grid: [simclr, byol]}
+""")
+    study = load_study(path)
+    assert [s.kind for s in study.space.values()] == ["choice", "uniform", "loguniform", "int", "grid"]
+    assert study.space["epochs"].values == (1, 3)
+
+
+def test_rejected_tag_is_reported_once():
+    problems = _problems(MALFORMED / "python_object_tag.yaml")
+    assert len(problems) == 1
+
+
+def test_problems_after_a_merge_key_are_still_reported(tmp_path: Path):
+    path = _write(tmp_path, VALID.replace("trial: {epochs: 2}", "trial:\n  <<: {epochs: 2}\n  epochs: -1"))
+    messages = [str(p) for p in _problems(path)]
+    assert any("merge keys" in m for m in messages) and any("trial.epochs: -1" in m for m in messages)
+
+
+def test_warnings_travel_with_a_refused_study(tmp_path: Path):
+    path = _write(tmp_path, VALID.replace("epochs: 2", "epochs: 0") + "space:\n  resolution: {grid: [56]}\n")
+    with pytest.raises(StudyError) as info:
+        load_study(path)
+    assert any("upsampled" in w for w in info.value.warnings)
