@@ -18,6 +18,7 @@ import ray
 import yaml
 from ray import tune
 
+from sweeper.loopback import start_local_ray
 from sweeper.provenance import provenance
 from sweeper.results import write_tables
 from sweeper.space import points as sweep_points
@@ -55,7 +56,7 @@ def connect(address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)
+        start_local_ray(log_to_driver=True)
 
 
 def check_capacity(study: Study) -> None:

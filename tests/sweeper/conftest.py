@@ -45,6 +45,9 @@ def local_ray():
     """A small real Ray on loopback, shared by the in-process sweeper tests."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    from sweeper.loopback import start_local_ray
+
+    start_local_ray(num_cpus=2, log_to_driver=False)
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
     yield ray
     ray.shutdown()

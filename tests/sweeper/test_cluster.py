@@ -20,6 +20,8 @@ CLUSTER_SCRIPT = textwrap.dedent(
     """
     import json, sys, threading, time
     from pathlib import Path
+    from sweeper.loopback import pin_ray_to_loopback
+    pin_ray_to_loopback()  # before any node starts: every process of this cluster on 127.0.0.1
     from ray.cluster_utils import Cluster
     import ray
     from sweeper.runner import run_study
@@ -31,6 +33,7 @@ CLUSTER_SCRIPT = textwrap.dedent(
     worker = cluster.add_node(**args)
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     study = load_study(study_path)
     removed = []
     if remove_node:
@@ -43,7 +46,7 @@ CLUSTER_SCRIPT = textwrap.dedent(
             removed.append(time.monotonic())
         threading.Thread(target=remove_when_busy, daemon=True).start()
     summary = run_study(study, report=False)
-    print(json.dumps({"finished": summary.finished, "failed": summary.failed, "removed": bool(removed)}))
+    print("RESULT " + json.dumps({"finished": summary.finished, "failed": summary.failed, "removed": bool(removed)}))
     ray.shutdown()
     cluster.shutdown()
     """
@@ -54,7 +57,7 @@ def run_on_cluster(tmp_path: Path, name: str, mode: str, **study) -> tuple[dict,
     path = write_study(tmp_path, name=name, **study)
     done = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT, str(path), mode], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
     return summary, pd.read_parquet(tmp_path / "runs" / name / "results.parquet")
 
 
