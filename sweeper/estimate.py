@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from s3l_core.config import TrialConfig
 from sweeper.cost_model import predicted_gpu_hours, predicted_train_pflops
 from sweeper.results import schedule_label
-from sweeper.space import apply_point, points
+from sweeper.space import points
 from sweeper.study import Study
 
 
@@ -17,7 +16,7 @@ def estimate_table(study: Study) -> pd.DataFrame:
     rows = []
     sampled = study.search.algorithm in ("grid", "random")
     for point in points(study) if sampled else [{"seed": study.seeds[0]}]:
-        config = TrialConfig.from_dict(apply_point(study.base_trial, point))
+        config = study.trial_config(point)
         pflops = predicted_train_pflops(config)
         knobs = {k: (schedule_label(config.to_dict()["resolution"]) if k == "resolution" else v) for k, v in point.items()}
         rows.append({**knobs, "epochs": config.epochs, "predicted_train_pflops": pflops, "predicted_gpu_hours": predicted_gpu_hours(pflops, study.resources.gpu)})

@@ -25,7 +25,7 @@ from sweeper.space import points as sweep_points
 from sweeper.space import to_ray_space
 from sweeper.store import Store, StoreError, trial_id, write_atomic, write_json
 from sweeper.study import Study
-from sweeper.trainable import TrialContext, failure_record, run_trial, trial_config_for
+from sweeper.trainable import TrialContext, failure_record, point_of, run_trial, trial_config_for
 
 log = logging.getLogger("sweeper")
 
@@ -75,7 +75,7 @@ def _context(study: Study, root: Path) -> TrialContext:
         budget_metric, budget_limit = "gpu_hours", study.budget.gpu_hours
     elif study.budget.pflops is not None:
         budget_metric, budget_limit = "pflops", study.budget.pflops
-    return TrialContext(str(root), study.base_trial, study.resources.cpu, study.resources.gpu, budget_metric, budget_limit)
+    return TrialContext(str(root), study, study.resources.cpu, study.resources.gpu, budget_metric, budget_limit)
 
 
 class StudyProgress(tune.Callback):
@@ -93,7 +93,7 @@ class StudyProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.done += 1
-        point = trial.config["point"]
+        point = point_of(self.context, trial.config)
         tid = trial_id(trial_config_for(self.context, point).to_dict())
         if self.store.read_record(tid) is None:  # stopped early by ASHA: keep what it reached
             record = failure_record(self.context, point, "stopped early by the scheduler")
@@ -103,7 +103,7 @@ class StudyProgress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.failed += 1
         error = _last_error_line(trial)
-        self.store.write_record(failure_record(self.context, trial.config["point"], error))
+        self.store.write_record(failure_record(self.context, point_of(self.context, trial.config), error))
         print(f"trial {trial.trial_id} failed after its retries: {error}", flush=True)
 
     def line(self) -> str:
@@ -135,8 +135,11 @@ def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]
     else:
         sampler = optuna.samplers.NSGAIISampler(seed=study.search.seed)
     storage = optuna.storages.RDBStorage(f"sqlite:///{root / 'optuna.db'}")
+    space = to_ray_space(study)
+    if len(study.seeds) > 1:  # each sampled configuration draws one of the study's seeds
+        space["seed"] = tune.choice(list(study.seeds))
     searcher = OptunaSearch(
-        space=to_ray_space(study),
+        space=space,
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0],
         sampler=sampler,
@@ -192,7 +195,7 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
                     scheduler=scheduler,
                     num_samples=num_samples,
                     max_concurrent_trials=study.max_concurrent,
-                    trial_dirname_creator=lambda trial: trial_id(trial_config_for(context, trial.config["point"]).to_dict()),
+                    trial_dirname_creator=lambda trial: trial_id(trial_config_for(context, point_of(context, trial.config)).to_dict()),
                 ),
                 run_config=tune.RunConfig(
                     name=f"attempt-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",

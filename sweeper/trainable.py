@@ -24,7 +24,8 @@ from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoin
 from s3l_core.config import TrialConfig
 from s3l_core.trainer import EpochRecord, train
 from sweeper.cost_model import predicted_train_pflops
-from sweeper.space import apply_point
+from sweeper.space import from_ray_config
+from sweeper.study import Study
 from sweeper.store import Store, trial_id
 
 log = logging.getLogger("sweeper.trainable")
@@ -35,7 +36,7 @@ class TrialContext:
     """What every trial of one study shares (pickled to the workers)."""
 
     store_root: str  # absolute; must be reachable from every node (shared storage)
-    base_trial: dict[str, Any]
+    study: Study
     cpus: float
     gpu_fraction: float
     budget_metric: str | None = None  # "gpu_hours" | "pflops"
@@ -73,7 +74,7 @@ def _resume_state(store: Store, tid: str) -> tuple[dict[str, Any] | None, bool]:
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     store = Store(Path(context.store_root))
-    point = dict(config["point"])
+    point = point_of(context, config)
     trial_config = trial_config_for(context, point)
     tid = trial_id(trial_config.to_dict())
     done = store.read_record(tid)
@@ -140,9 +141,16 @@ def new_record(
     }
 
 
+def point_of(context: TrialContext, config: dict[str, Any]) -> dict[str, Any]:
+    """The sweep point of a Ray config: pre-expanded (grid, random) or sampled by Optuna."""
+    if "point" in config:
+        return dict(config["point"])
+    return {"seed": context.study.seeds[0], **from_ray_config(context.study, config)}
+
+
 def trial_config_for(context: TrialContext, point: dict[str, Any]) -> TrialConfig:
     """The resolved config of a sweep point; CPU-only trials never touch a GPU they did not reserve."""
-    config = TrialConfig.from_dict(apply_point(context.base_trial, point))
+    config = context.study.trial_config(point)
     return dataclasses.replace(config, device="cpu") if context.gpu_fraction == 0 else config
 
 

@@ -168,7 +168,7 @@ def _pareto_section(df, done, declared, objectives, knobs, add_figure) -> Sectio
     costs = [k for k, v in list(objectives.items())[1:] if str(v).lower().startswith("min")]
     costs = list(dict.fromkeys([*costs, "train_pflops", "gpu_hours"]))[:3]
     colour_by = knobs[0] if knobs else None
-    shared = done["gpu_fraction"] < 1
+    shared = (done["gpu_fraction"] > 0) & (done["gpu_fraction"] < 1)  # 0 = CPU-only, no GPU held
     caption = (
         "Every finished trial is a point"
         + (f", coloured by {label(colour_by)}" if colour_by else "")

@@ -88,3 +88,25 @@ def test_killed_driver_then_run_again_finishes_without_retraining(tmp_path: Path
     assert {k: after[k] for k in first} == first  # no finished trial was trained again
     results = pd.read_parquet(store / "results.parquet")
     assert len(results) == 3 and results["trial_id"].is_unique and (results["status"] == "finished").all()
+
+
+def test_optuna_nsga2_study_runs_and_continues_without_rerunning(tmp_path: Path, local_ray):
+    space = {"backbone.width": {"uniform": [0.0625, 0.125]}, "resolution": {"choice": [8, [{"resolution": 8, "epochs": 1}, {"resolution": 10, "epochs": 1}]]}}
+    path = write_study(tmp_path, name="nsga", space=space, search={"algorithm": "optuna-nsga2", "num_samples": 2, "seed": 3})
+    summary = run_study(load_study(path), report=False)
+    assert (summary.launched, summary.finished, summary.failed) == (2, 2, 0)
+    store = tmp_path / "runs" / "nsga"
+    assert (store / "optuna.db").exists()
+    first = record_mtimes(store)
+
+    path = write_study(tmp_path, name="nsga", space=space, search={"algorithm": "optuna-nsga2", "num_samples": 3, "seed": 3})
+    summary = run_study(load_study(path), report=False)
+    assert (summary.reused, summary.launched) == (2, 1)
+    after = record_mtimes(store)
+    assert {k: after[k] for k in first} == first
+    import optuna
+
+    trials = optuna.load_study(study_name="nsga", storage=f"sqlite:///{store / 'optuna.db'}").get_trials()
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 3
+    results = pd.read_parquet(store / "results.parquet")
+    assert results["backbone.width"].between(0.0625, 0.125).all()
