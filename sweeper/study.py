@@ -119,6 +119,14 @@ def _text_check(*, optional: bool = False, nonempty: bool = True) -> Check:
     return check
 
 
+def _local_path_check(v: Any) -> str | None:
+    problem = _text_check()(v)
+    if problem is None and "://" in v:
+        # The store relies on POSIX renames and flock; object stores offer neither.
+        return f"{v!r} is a URI; use a local path, or on a cluster a shared (NFS) path mounted on every node"
+    return problem
+
+
 def _name_check(v: Any) -> str | None:
     if not isinstance(v, str):
         return f"{v!r} is not a string"
@@ -191,8 +199,8 @@ STUDY_KEYS: list[KeyDoc] = [
     KeyDoc("cluster.address", "string or null", None, "null, auto, ray://HOST:PORT, HOST:PORT",
            "Ray cluster to attach to; null starts an embedded local Ray (`--address`/`RAY_ADDRESS` override it).",
            _text_check(optional=True)),
-    KeyDoc("storage", "string", "runs/", "a local path or a pyarrow URI (s3://...)",
-           "Where results, checkpoints and the resolved study are stored.", _text_check()),
+    KeyDoc("storage", "string", "runs/", "a local path; on a cluster, one mounted on every node (NFS)",
+           "Where results, checkpoints and the resolved study are stored.", _local_path_check),
     KeyDoc("report", "string", "reports/", "a local path", "Where the HTML report is written.", _text_check()),
 ]
 _KEY = {k.path: k for k in STUDY_KEYS}

@@ -1,0 +1,80 @@
+"""The sweeper's command line: validate, estimate, --dry-run, status, report, budget, ASHA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweeper.cli import main
+from tests.sweeper.conftest import TINY_TRIAL, write_study
+
+REPO = Path(__file__).resolve().parents[2]
+MALFORMED = sorted((REPO / "tests" / "sweeper" / "malformed").glob("*.yaml"))
+
+
+def test_validate_accepts_every_shipped_study(capsys):
+    studies = sorted((REPO / "studies").glob("*.yaml"))
+    assert len(studies) >= 7
+    assert main(["validate", *map(str, studies)]) == 0
+    assert capsys.readouterr().out.count(": ok") == len(studies)
+
+
+@pytest.mark.parametrize("path", MALFORMED[:8], ids=lambda p: p.stem)
+def test_run_on_a_malformed_study_exits_2_and_writes_nothing(path: Path, tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_estimate_and_dry_run_list_every_trial_with_predicted_cost(tmp_path: Path, capsys):
+    path = write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1])
+    assert main(["estimate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "total: 6 trials" in out and "PFLOPs" in out
+    assert main(["run", str(path), "--dry-run"]) == 0
+    assert "total: 6 trials" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_status_and_report_of_a_finished_study(tmp_path: Path, capsys, local_ray):
+    path = write_study(tmp_path, name="shown", grid=[8])
+    assert main(["run", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "state finished" in out and "1 finished" in out
+    assert main(["status", str(tmp_path / "runs" / "shown")]) == 0
+    out_dir = tmp_path / "elsewhere"
+    assert main(["report", str(tmp_path / "runs" / "shown"), "--out", str(out_dir)]) == 0
+    assert (out_dir / "index.html").exists()
+
+
+def test_status_of_a_folder_that_is_no_store_is_one_line(tmp_path: Path, capsys):
+    assert main(["status", str(tmp_path)]) == 2
+    assert "is not a study store" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_budget_stops_new_trials_once_spent(tmp_path: Path, local_ray):
+    path = write_study(tmp_path, name="budget", grid=[8, 10, 12], budget={"pflops": 1e-9}, max_concurrent=1)
+    assert main(["run", str(path), "--no-report"]) == 0
+    results = pd.read_parquet(tmp_path / "runs" / "budget" / "results.parquet")
+    assert (results["status"] == "finished").sum() == 1
+    assert (results["status"] == "skipped_budget").sum() == 2
+
+
+@pytest.mark.slow
+def test_asha_stops_weak_trials_early(tmp_path: Path, local_ray):
+    trial = {**TINY_TRIAL, "epochs": 4}
+    path = write_study(tmp_path, name="asha", grid=[8, 10, 12, 14], trial=trial, objectives={"knn_top1": "max"},
+                       scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2}, max_concurrent=4)  # fmt: skip
+    assert main(["run", str(path), "--no-report"]) == 0
+    results = pd.read_parquet(tmp_path / "runs" / "asha" / "results.parquet")
+    assert len(results) == 4
+    assert (results["status"] == "finished").sum() >= 1
+    assert (results["status"] == "stopped").sum() >= 1
