@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from s3l_core.atomic import atomic_file
 from s3l_core.data import DatasetError, ImageDataset, cache_dir, exclusive_lock
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
@@ -202,11 +202,5 @@ def _write_cache(path: pathlib.Path, dataset: ImageDataset) -> None:
         "test_labels": dataset.test_labels,
         "classes": list(dataset.classes),
     }
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(contents, f)
-        os.replace(temp_name, path)
-    except BaseException:
-        pathlib.Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        torch.save(contents, handle)

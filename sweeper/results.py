@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper.store import Store, write_atomic
+from s3l_core.atomic import write_atomic
+from sweeper.store import Store
 
 METRIC_COLUMNS = (
     "knn_top1", "knn_top1_best", "linear_top1", "knn_pixels_top1", "knn_random_top1",

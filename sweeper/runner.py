@@ -18,14 +18,21 @@ import ray
 import yaml
 from ray import tune
 
+from s3l_core.atomic import write_atomic
 from sweeper.loopback import start_local_ray
 from sweeper.provenance import provenance
 from sweeper.results import write_tables
 from sweeper.space import points as sweep_points
 from sweeper.space import to_ray_space
-from sweeper.store import Store, StoreError, trial_id, write_atomic, write_json
+from sweeper.store import Store, StoreError, trial_id, write_json
 from sweeper.study import Study
-from sweeper.trainable import TrialContext, failure_record, point_of, run_trial, trial_config_for
+from sweeper.trainable import (
+    TrialContext,
+    failure_record,
+    point_of,
+    run_trial,
+    trial_config_for,
+)
 
 log = logging.getLogger("sweeper")
 

@@ -18,13 +18,13 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import s3l_core
+from s3l_core.atomic import write_atomic
 
 # Keys that change where or how fast a trial runs, not what it computes.
 UNHASHED_KEYS = ("device", "data_dir", "download", "compile")
@@ -41,21 +41,6 @@ def trial_id(trial_config: dict[str, Any]) -> str:
     identity["results_version"] = s3l_core.RESULTS_VERSION
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Temp file in the same directory, fsync, rename: readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, value: Any) -> None:

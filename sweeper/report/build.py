@@ -28,7 +28,9 @@ from .page import (
     table,
 )
 from .pareto import pareto_mask
-from .store import COST_COLUMNS, METRIC_COLUMNS, UNFINISHED, Store, atomic_write, load_store
+from s3l_core.atomic import write_atomic
+
+from .store import COST_COLUMNS, METRIC_COLUMNS, UNFINISHED, Store, load_store
 from .summary import (
     cost_model_error,
     finished,
@@ -69,9 +71,9 @@ def write_report(store_dir: Path, report_dir: Path) -> Path:
     files: dict[str, bytes] = {}
     html = build_page(store, files)
     for name, data in files.items():
-        atomic_write(report_dir / name, data)
+        write_atomic(report_dir / name, data)
     index = report_dir / "index.html"
-    atomic_write(index, html)
+    write_atomic(index, html)
     for stale in [*report_dir.glob(f"{FIGURE_PREFIX}*.png"), report_dir / PAIRS_CSV]:
         if stale.name not in files:
             stale.unlink(missing_ok=True)

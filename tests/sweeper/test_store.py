@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from s3l_core.atomic import write_atomic
 from s3l_core.config import TrialConfig
-from sweeper.store import Store, StoreError, trial_id, write_atomic
+from sweeper.store import Store, StoreError, trial_id
 
 
 def config(**raw) -> dict:
