@@ -4,333 +4,48 @@
 `Study`, or raises `StudyError` listing every problem at once, each as
 `file:line key.path: message`. Nothing is started or written either way.
 
-`STUDY_KEYS` is the one description of the study keys: the validator reads types,
-defaults and checks from it, and `docs/studies.md` is checked against it (and against
-the `s3l_core.config` dataclasses for the `trial:` keys) by a test.
+The schema itself (`STUDY_KEYS`, the checks, the docs tables) is `sweeper.study_schema`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import itertools
 import json
-import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from s3l_core.config import (
-    DEPTHS,
-    METHOD_NAMES,
     ConfigError,
-    Stage,
     TrialConfig,
     did_you_mean,
 )
 from sweeper.space import ENUMERATED, apply_point
+from sweeper.study_schema import (
+    DATASETS,
+    EPOCH_METRICS,
+    KEY_BY_PATH,
+    KNOBS,
+    LEAF_KNOBS,
+    NATIVE_RESOLUTION,
+    OBJECTIVE_METRICS,
+    REQUIRED,
+    SECTIONS,
+    SPEC_KINDS,
+    TOP_LEVEL_KEYS,
+    is_int,
+    is_number,
+)
 from sweeper.study_yaml import StudyProblem, YamlDocument, load_yaml
 
 __all__ = [
-    "Budget", "ClusterConfig", "FailureConfig", "KeyDoc", "OBJECTIVE_METRICS", "Resources",
-    "SchedulerConfig", "SearchConfig", "SpaceSpec", "STUDY_KEYS", "Study", "StudyError",
-    "StudyProblem", "load_study", "trial_key_docs",
+    "Budget", "ClusterConfig", "FailureConfig", "Resources", "SchedulerConfig", "SearchConfig",
+    "SpaceSpec", "Study", "StudyError", "StudyProblem", "load_study",
 ]
-
-# ------------------------------------------------------------------------------ constants
-
-OBJECTIVE_METRICS = (
-    "knn_top1", "knn_top1_best", "linear_top1",
-    "train_pflops", "eval_pflops", "total_pflops", "wall_s", "gpu_hours",
-)
-EPOCH_METRICS = ("knn_top1",)  # reported every epoch, so ASHA can stop on them
-ALGORITHMS = ("grid", "random", "optuna-tpe", "optuna-nsga2")
-SCHEDULERS = ("none", "asha")
-SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "int")
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-DATASETS = ("fashion-mnist", "fashion-mnist-sample", "cifar10", "cifar100", "stl10", "digits")
-NATIVE_RESOLUTION = {
-    "fashion-mnist": 28, "fashion-mnist-sample": 28, "cifar10": 32, "cifar100": 32, "stl10": 96, "digits": 8,
-}
-
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Any = _Required()
-
-# ------------------------------------------------------------------------------ checks
-
-
-Check = Callable[[Any], "str | None"]
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _int_check(minimum: int) -> Check:
-    def check(v: Any) -> str | None:
-        if not _is_int(v):
-            return f"{v!r} is not an integer"
-        return None if v >= minimum else f"{v} must be >= {minimum}"
-    return check
-
-
-def _number_check(*, gt: float | None = None, ge: float | None = None) -> Check:
-    def check(v: Any) -> str | None:
-        if not _is_number(v):
-            return f"{v!r} is not a number"
-        if gt is not None and not v > gt:
-            return f"{v} must be > {gt:g}"
-        if ge is not None and not v >= ge:
-            return f"{v} must be >= {ge:g}"
-        return None
-    return check
-
-
-def _enum_check(options: tuple[str, ...]) -> Check:
-    def check(v: Any) -> str | None:
-        if v in options and isinstance(v, str):
-            return None
-        close = difflib.get_close_matches(v, options, n=1, cutoff=0.6) if isinstance(v, str) else []
-        return f"{v!r} is not one of {', '.join(options)}" + (f" (did you mean '{close[0]}'?)" if close else "")
-    return check
-
-
-def _text_check(*, optional: bool = False, nonempty: bool = True) -> Check:
-    def check(v: Any) -> str | None:
-        if v is None and optional:
-            return None
-        if not isinstance(v, str):
-            return f"{v!r} is not a string" + (" or null" if optional else "")
-        if "\0" in v:
-            return "contains a NUL byte"
-        return "must not be empty" if nonempty and not v.strip() else None
-    return check
-
-
-def _local_path_check(v: Any) -> str | None:
-    problem = _text_check()(v)
-    if problem is None and "://" in v:
-        # The store relies on POSIX renames and flock; object stores offer neither.
-        return f"{v!r} is a URI; use a local path, or on a cluster a shared (NFS) path mounted on every node"
-    return problem
-
-
-def _name_check(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return f"{v!r} is not a string"
-    if NAME_PATTERN.fullmatch(v):
-        return None
-    return (
-        f"{v!r} is not a valid study name: use letters, digits, '_', '.' and '-', starting with a letter "
-        "or digit, at most 100 characters (it names directories under storage and report)"
-    )
-
-
-# ------------------------------------------------------------------------------ the schema
-
-
-@dataclass(frozen=True)
-class KeyDoc:
-    """One documented study key. `check` returns a message for a bad value, or None."""
-
-    path: str
-    type: str
-    default: Any
-    allowed: str
-    meaning: str
-    check: Check | None = field(default=None, compare=False, repr=False)
-
-
-STUDY_KEYS: list[KeyDoc] = [
-    KeyDoc("name", "string", REQUIRED, "letters, digits, `_`, `.`, `-`; starts with a letter or digit; 1-100 characters",
-           "Names the study; results go to `<storage>/<name>/` and the report to `<report>/<name>/`.", _name_check),
-    KeyDoc("description", "string", "", "any text", "One line saying what question the study answers.",
-           _text_check(nonempty=False)),
-    KeyDoc("dataset", "string", REQUIRED,
-           "fashion-mnist, fashion-mnist-sample, cifar10, cifar100, stl10, digits, imagefolder:PATH",
-           "Pre-training and evaluation data; merged into `trial` as `trial.dataset`."),
-    KeyDoc("trial", "mapping", {}, "the `trial.*` keys below",
-           "The base trial config (`s3l_core` `TrialConfig`); every key has a default."),
-    KeyDoc("space", "mapping", {},
-           "dotted `trial` key -> `{grid: [...]}`, `{choice: [...]}`, `{uniform: [lo, hi]}`, "
-           "`{loguniform: [lo, hi]}` or `{int: [lo, hi]}`",
-           "What the study varies; each entry overrides that key of `trial`."),
-    KeyDoc("seeds", "list of integers", [0], "non-empty, unique, each >= 0",
-           "Every configuration runs once per seed (sets `trial.seed`)."),
-    KeyDoc("search.algorithm", "string", "grid", ", ".join(ALGORITHMS),
-           "How points of `space` are chosen: every combination, random draws, or Optuna's TPE / NSGA-II.",
-           _enum_check(ALGORITHMS)),
-    KeyDoc("search.num_samples", "integer", 1, ">= 1; required unless algorithm is grid",
-           "Number of configurations drawn (random, optuna-*); for grid, how often the grid repeats.",
-           _int_check(1)),
-    KeyDoc("search.seed", "integer", 0, ">= 0", "Seed of the random and Optuna samplers.", _int_check(0)),
-    KeyDoc("objectives", "mapping", REQUIRED, f"metric -> max or min; metrics: {', '.join(OBJECTIVE_METRICS)}",
-           "What the study optimises, most important first; the report's Pareto front uses all of them."),
-    KeyDoc("scheduler.type", "string", "none", ", ".join(SCHEDULERS),
-           "`asha` stops weak trials early on the first objective, which must be `knn_top1`.",
-           _enum_check(SCHEDULERS)),
-    KeyDoc("scheduler.grace_period", "integer", 1, ">= 1", "ASHA: epochs every trial runs before it can be stopped.",
-           _int_check(1)),
-    KeyDoc("scheduler.reduction_factor", "number", 3, "> 1", "ASHA: keep 1 in this many trials at each rung.",
-           _number_check(gt=1)),
-    KeyDoc("resources.cpu", "number", 1, "> 0", "CPUs reserved per trial (also its torch thread count).",
-           _number_check(gt=0)),
-    KeyDoc("resources.gpu", "number", 0, ">= 0; a fraction such as 0.25, or a whole number",
-           "GPUs reserved per trial; fractions pack several small trials on one GPU.", _number_check(ge=0)),
-    KeyDoc("max_concurrent", "integer", 4, ">= 1", "Most trials running at once.", _int_check(1)),
-    KeyDoc("budget.gpu_hours", "number", None, "> 0; give gpu_hours or pflops, not both",
-           "No new trial starts once this many GPU-hours are spent.", _number_check(gt=0)),
-    KeyDoc("budget.pflops", "number", None, "> 0; give gpu_hours or pflops, not both",
-           "No new trial starts once this many PFLOPs are spent.", _number_check(gt=0)),
-    KeyDoc("failure.max_retries", "integer", 2, ">= 0",
-           "Times a failed trial is retried (from its last checkpoint).", _int_check(0)),
-    KeyDoc("cluster.address", "string or null", None, "null, auto, ray://HOST:PORT, HOST:PORT",
-           "Ray cluster to attach to; null starts an embedded local Ray (`--address`/`RAY_ADDRESS` override it).",
-           _text_check(optional=True)),
-    KeyDoc("storage", "string", "runs/", "a local path; on a cluster, one mounted on every node (NFS)",
-           "Where results, checkpoints and the resolved study are stored.", _local_path_check),
-    KeyDoc("report", "string", "reports/", "a local path", "Where the HTML report is written.", _text_check()),
-]
-_KEY = {k.path: k for k in STUDY_KEYS}
-TOP_LEVEL_KEYS = list(dict.fromkeys(k.path.split(".")[0] for k in STUDY_KEYS))
-SECTIONS = {top: [k.path.split(".", 1)[1] for k in STUDY_KEYS if k.path.startswith(top + ".")]
-            for top in TOP_LEVEL_KEYS if any(k.path.startswith(top + ".") for k in STUDY_KEYS)}
-
-
-# --------------------------------------------------------------------- the trial keys
-
-
-_TRIAL_DOCS: dict[str, tuple[str, str]] = {  # dotted trial key -> (allowed, meaning)
-    "dataset": ("set it with the top-level `dataset`", "Filled in from the top-level `dataset` key; do not write it under `trial`."),
-    "method": (", ".join(METHOD_NAMES), "Self-supervised method (`supervised` is a labelled reference)."),
-    "backbone.depth": (", ".join(str(d) for d in DEPTHS), "ResNet depth."),
-    "backbone.width": ("> 0, up to 16", "Channel multiplier of the ResNet (1.0 = 64 base channels)."),
-    "backbone.stages": ("3, 4", "Residual stages; 3 is S3L's \"conv5 removed\"."),
-    "resolution": ("1-1024, or a list of stages",
-                   "Pre-training input size in pixels, or stages such as `[{resolution: 14, fraction: 0.8}, "
-                   "{resolution: 28, fraction: 0.2}]`."),
-    "resolution[].resolution": ("1-1024", "Input size of one stage."),
-    "resolution[].epochs": ("an integer >= 1; every stage gives epochs, or every stage gives fraction",
-                            "Epochs of this stage; the stages' epochs add up to `trial.epochs`."),
-    "resolution[].fraction": ("in (0, 1]; the fractions sum to 1", "Share of `trial.epochs` spent in this stage."),
-    "epochs": (">= 1", "Pre-training epochs."),
-    "data_fraction": ("in (0, 1]", "Stratified, seeded share of the training split used for pre-training."),
-    "batch_size": (">= 2", "Images per step (each seen in two views)."),
-    "optimizer.lr": ("> 0", "Base learning rate of SGD; cosine decay to zero after the warm-up."),
-    "optimizer.weight_decay": (">= 0", "Weight decay."),
-    "optimizer.momentum": ("in [0, 1)", "SGD momentum."),
-    "optimizer.warmup_epochs": (">= 0", "Linear warm-up epochs."),
-    "method_params.temperature": ("> 0", "InfoNCE temperature (simclr, moco_v2)."),
-    "method_params.queue_size": (">= 1", "Negatives kept in the queue (moco_v2)."),
-    "method_params.ema": ("in [0, 1)", "Momentum-encoder decay (moco_v2, byol)."),
-    "method_params.projection_dim": (">= 1", "Output size of the projection head."),
-    "method_params.hidden_dim": (">= 1", "Hidden size of the projector and predictor MLPs."),
-    "augment.min_scale": ("null, or in (0, 1]", "Smallest random-crop area; null keeps the method's preset."),
-    "augment.blur": ("null, true, false", "Gaussian blur on or off; null keeps the method's preset."),
-    "augment.color_jitter": ("null, or in [0, 2]", "Colour-jitter strength s; null keeps the method's preset."),
-    "eval.every": (">= 1", "Run the kNN evaluation every this many epochs (and after the last)."),
-    "eval.knn_k": (">= 1", "Neighbours of the weighted cosine kNN classifier."),
-    "eval.knn_temperature": ("> 0", "Temperature of the kNN vote weights."),
-    "eval.linear_probe": ("true, false", "Fit a linear probe on frozen features after the last epoch."),
-    "eval.resolution": ("null, or >= 1", "Evaluation input size; null uses the dataset's native size."),
-    "eval.floors": ("true, false", "Also measure raw-pixel and random-encoder kNN as reference floors."),
-    "seed": ("set it with the top-level `seeds`", "Filled in from each entry of `seeds`; do not write it under `trial`."),
-    "data_dir": ("null or a path", "Folder with the dataset files; null looks in $S3L_DATA_DIR, known locations, then the cache."),
-    "download": ("true, false", "Download the dataset if it is missing."),
-    "device": ("auto, cpu, cuda, cuda:N", "Device of the trial; auto uses CUDA when the trial can see a GPU, else the CPU."),
-    "compile": ("true, false", "Run the model through `torch.compile`."),
-}
-
-
-def _trial_fields(cls: type = TrialConfig, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted key, type hint, default) of every leaf of the trial config, stage fields as `resolution[].x`."""
-    out = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        path = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            out.extend(_trial_fields(tp, path + "."))
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else REQUIRED
-        out.append((path, tp, default))
-        if cls is TrialConfig and f.name == "resolution":
-            out.extend(_trial_fields(Stage, "resolution[]."))
-    return out
-
-
-def _type_text(tp: Any) -> str:
-    if typing.get_origin(tp) in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        return " or ".join("null" if a is type(None) else _type_text(a) for a in args)
-    if typing.get_origin(tp) is tuple:
-        return "list of stages"
-    return {int: "integer", float: "number", bool: "true/false", str: "string"}.get(tp, str(tp))
-
-
-def trial_key_docs() -> list[KeyDoc]:
-    """KeyDoc of every `trial.*` key, read from the `s3l_core.config` dataclasses."""
-    docs = []
-    for path, tp, default in _trial_fields():
-        allowed, meaning = _TRIAL_DOCS.get(path, ("", ""))
-        docs.append(KeyDoc(f"trial.{path}", _type_text(tp), default, allowed, meaning))
-    return docs
-
-
-def _knob_paths(cls: type = TrialConfig, prefix: str = "") -> dict[str, Any]:
-    """Every dotted key a `space` entry may set (sections and leaves) -> its type hint."""
-    out: dict[str, Any] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        path = f"{prefix}{f.name}"
-        out[path] = hints[f.name]
-        if dataclasses.is_dataclass(hints[f.name]):
-            out.update(_knob_paths(hints[f.name], path + "."))
-    return out
-
-
-KNOBS = {k: v for k, v in _knob_paths().items() if k != "seed"}
-LEAF_KNOBS = [k for k, tp in KNOBS.items() if not dataclasses.is_dataclass(tp)]
-
-
-def format_default(value: Any) -> str:
-    """How a default is written in docs/studies.md."""
-    if value is REQUIRED:
-        return "required"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value if value else "''"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return repr(value)
-
-
-def render_key_tables() -> str:
-    """The reference tables of docs/studies.md (`python -m sweeper.study` prints them)."""
-
-    def table(keys: list[KeyDoc]) -> list[str]:
-        rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
-        for k in keys:
-            rows.append(f"| `{k.path}` | {k.type} | `{format_default(k.default)}` | {k.allowed} | {k.meaning} |")
-        return rows
-
-    return "\n".join(["### Study keys", "", *table(STUDY_KEYS), "", "### Trial keys", "", *table(trial_key_docs())]) + "\n"
-
 
 # ------------------------------------------------------------------------------ the Study
 
@@ -522,7 +237,7 @@ class _Validator:
 
     def value(self, path: str, container: dict[Any, Any]) -> Any:
         """The checked value of a documented key, its default when absent or invalid."""
-        doc = _KEY[path]
+        doc = KEY_BY_PATH[path]
         key = path.rsplit(".", 1)[-1]
         if key not in container:
             if doc.default is REQUIRED:
@@ -616,11 +331,11 @@ class _Validator:
             return (0,)
         ok = True
         for i, s in enumerate(seeds):
-            if not _is_int(s) or s < 0:
+            if not is_int(s) or s < 0:
                 self.problem(f"seeds[{i}]", f"{s!r} is not a non-negative integer")
                 ok = False
         for i, s in enumerate(seeds):
-            if _is_int(s) and seeds.index(s) != i:
+            if is_int(s) and seeds.index(s) != i:
                 self.problem(f"seeds[{i}]", f"seed {s} is listed twice")
                 ok = False
         return tuple(seeds) if ok else (0,)
@@ -707,10 +422,10 @@ class _Validator:
             return None
         ok = True
         for i, v in enumerate(values):
-            if kind == "int" and not _is_int(v):
+            if kind == "int" and not is_int(v):
                 self.problem(f"{kpath}[{i}]", f"{v!r} is not an integer")
                 ok = False
-            elif not _is_number(v):
+            elif not is_number(v):
                 self.problem(f"{kpath}[{i}]", f"{v!r} is not a number")
                 ok = False
         if not ok:
@@ -830,14 +545,14 @@ class _Validator:
         section = self.section("resources")
         cpu = self.value("resources.cpu", section)
         gpu = self.value("resources.gpu", section)
-        if "gpu" in section and _is_number(gpu) and gpu > 1 and not float(gpu).is_integer():
+        if "gpu" in section and is_number(gpu) and gpu > 1 and not float(gpu).is_integer():
             self.problem("resources.gpu", f"{gpu} GPUs: above 1 a trial takes whole GPUs")
         if self.cluster is not None:
             have_cpu = float(self.cluster.get("CPU", 0) or 0)
             have_gpu = float(self.cluster.get("GPU", 0) or 0)
-            if _is_number(cpu) and cpu > have_cpu:
+            if is_number(cpu) and cpu > have_cpu:
                 self.problem("resources.cpu", f"asks for {cpu:g} CPU per trial but the cluster has {have_cpu:g} CPUs")
-            if _is_number(gpu) and gpu > have_gpu:
+            if is_number(gpu) and gpu > have_gpu:
                 self.problem("resources.gpu", f"asks for {gpu:g} GPU per trial but the cluster has {have_gpu:g} GPUs")
         if config is not None and gpu == 0 and config.device.startswith("cuda"):
             self.problem("trial.device", f"is '{config.device}' but resources.gpu is 0: a trial would get no GPU")
@@ -876,13 +591,10 @@ class _Validator:
 
 
 def _largest(resolution: Any) -> int | None:
-    if _is_int(resolution):
+    if is_int(resolution):
         return resolution
     if isinstance(resolution, list):
         sizes = [s.get("resolution") for s in resolution if isinstance(s, dict)]
-        return max((s for s in sizes if _is_int(s)), default=None)
+        return max((s for s in sizes if is_int(s)), default=None)
     return None
 
-
-if __name__ == "__main__":
-    print(render_key_tables(), end="")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from s3l_core.config import Stage, TrialConfig
-from sweeper.study import KNOBS, SPEC_KINDS, STUDY_KEYS, TOP_LEVEL_KEYS, format_default, render_key_tables, trial_key_docs
+from sweeper.study_schema import KNOBS, SPEC_KINDS, STUDY_KEYS, TOP_LEVEL_KEYS, format_default, render_key_tables, trial_key_docs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "studies.md"
 ROW = re.compile(r"^\| `([^`]+)` \| [^|]+ \| `([^`]*)` \|")
@@ -40,7 +40,7 @@ def _unbracket(key: str) -> str:
 
 
 def test_reference_tables_match_the_schema():
-    assert render_key_tables() in DOC.read_text(), "docs/studies.md is stale: paste the output of `python -m sweeper.study`"
+    assert render_key_tables() in DOC.read_text(), "docs/studies.md is stale: paste the output of `python -m sweeper.study_schema`"
 
 
 @pytest.mark.parametrize("key", STUDY_KEYS, ids=lambda k: k.path)
