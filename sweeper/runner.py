@@ -27,11 +27,14 @@ from sweeper.space import to_ray_space
 from sweeper.store import Store, StoreError, trial_id, write_json
 from sweeper.study import Study
 from sweeper.trainable import (
+    BUDGET_LEDGER,
+    BUDGET_METRICS,
     TrialContext,
-    failure_record,
+    budget_spent,
     point_of,
     run_trial,
     trial_config_for,
+    unfinished_record,
 )
 
 log = logging.getLogger("sweeper")
@@ -86,12 +89,15 @@ def _context(study: Study, root: Path) -> TrialContext:
 
 
 class StudyProgress(tune.Callback):
-    """Records trials that end without a finished record, and prints one study line now and then."""
+    """Driver-side bookkeeping: records trials that end without a finished record, keeps the
+    budget ledger (`budget.json`, read by each trial before it starts) and prints a study line."""
 
     def __init__(self, store: Store, context: TrialContext, total: int, reused: int, every_s: float = 15.0):
         self.store, self.context = store, context
         self.total, self.done, self.failed = total, reused, 0
         self.every_s, self.last_print = every_s, 0.0
+        self.spent = {metric: budget_spent(store, metric) for metric in BUDGET_METRICS}
+        self._write_ledger()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
         if time.monotonic() - self.last_print > self.every_s:
@@ -100,21 +106,40 @@ class StudyProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.done += 1
+        self._charge(trial)
         point = point_of(self.context, trial.config)
-        tid = trial_id(trial_config_for(self.context, point).to_dict())
-        if self.store.read_record(tid) is None:  # stopped early by ASHA: keep what it reached
-            record = failure_record(self.context, point, "stopped early by the scheduler")
-            record["status"] = "stopped"
-            self.store.write_record(record)
+        if self.store.read_record(trial_id(trial_config_for(self.context, point).to_dict())) is None:
+            # stopped early by the scheduler (ASHA): no finished record was written
+            self.store.write_record(unfinished_record(self.context, point, "stopped", "stopped early by the scheduler"))
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.failed += 1
+        self._charge(trial)
         error = _last_error_line(trial)
-        self.store.write_record(failure_record(self.context, point_of(self.context, trial.config), error))
+        self.store.write_record(unfinished_record(self.context, point_of(self.context, trial.config), "failed", error))
         print(f"trial {trial.trial_id} failed after its retries: {error}", flush=True)
 
+    def _charge(self, trial: Any) -> None:
+        """Add what a trial spent (its last report: cumulative PFLOPs and seconds) to the ledger."""
+        last = trial.last_result or {}
+        if last.get("reused") or last.get("skipped_budget"):
+            return
+        pflops = last.get("total_pflops", last.get("train_pflops"))
+        self.spent["pflops"] += float(pflops) if pflops == pflops and pflops is not None else 0.0
+        wall = last.get("wall_s")
+        self.spent["gpu_hours"] += float(wall) / 3600.0 * self.context.gpu_fraction if wall == wall and wall is not None else 0.0
+        self._write_ledger()
+
+    def _write_ledger(self) -> None:
+        write_json(self.store.root / BUDGET_LEDGER, self.spent)
+
     def line(self) -> str:
-        return f"study: {self.done}/{self.total} trials done, {self.failed} failed"
+        budget = ""
+        if self.context.budget_metric:
+            budget = f", {self.spent[self.context.budget_metric]:.4g} of {self.context.budget_limit:g} {self.context.budget_metric} budget spent"
+        else:
+            budget = f", {self.spent['gpu_hours']:.3g} GPU-hours, {self.spent['pflops']:.3g} PFLOPs spent"
+        return f"study: {self.done}/{self.total} trials done, {self.failed} failed{budget}"
 
 
 def _last_error_line(trial: Any) -> str:

@@ -8,6 +8,7 @@ from scratch. A checkpoint that cannot be read is skipped with a warning and rec
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import platform
@@ -25,8 +26,8 @@ from s3l_core.config import TrialConfig
 from s3l_core.trainer import EpochRecord, train
 from sweeper.cost_model import predicted_train_pflops
 from sweeper.space import from_ray_config
-from sweeper.study import Study
 from sweeper.store import Store, trial_id
+from sweeper.study import Study
 
 log = logging.getLogger("sweeper.trainable")
 
@@ -43,8 +44,13 @@ class TrialContext:
     budget_limit: float | None = None
 
 
+BUDGET_METRICS = ("gpu_hours", "pflops")
+BUDGET_LEDGER = "budget.json"  # {metric: spent}, kept by the driver as trials end
+
+
 def budget_spent(store: Store, metric: str) -> float:
-    """What the study's finished trials have spent, in the budget's unit."""
+    """What the study's recorded trials have spent, in the budget's unit (reads every record:
+    the driver calls it once per run; trials read the driver's ledger instead)."""
     total = 0.0
     for record in store.records():
         metrics = record.get("metrics") or {}
@@ -53,6 +59,13 @@ def budget_spent(store: Store, metric: str) -> float:
         else:
             total += float(metrics.get("wall_s") or 0.0) / 3600.0 * float(record.get("gpu_fraction", 0.0))
     return total
+
+
+def _ledger(store: Store) -> dict[str, float]:
+    try:
+        return json.loads((store.root / BUDGET_LEDGER).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 def _resume_state(store: Store, tid: str) -> tuple[dict[str, Any] | None, bool]:
@@ -82,7 +95,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         tune.report({**_objective_values(done["metrics"], context.gpu_fraction), "trial_id": tid, "reused": True})
         return
     if context.budget_metric and context.budget_limit is not None:
-        if budget_spent(store, context.budget_metric) >= context.budget_limit:
+        if _ledger(store).get(context.budget_metric, 0.0) >= context.budget_limit:
             store.write_record(new_record(point, trial_config, context, "skipped_budget", "study budget spent before this trial started", _this_node()))
             tune.report({"trial_id": tid, "skipped_budget": True})
             return
@@ -158,6 +171,6 @@ def _this_node() -> str:
     return f"{platform.node()}:{ray.get_runtime_context().get_node_id()[:8]}"
 
 
-def failure_record(context: TrialContext, point: dict[str, Any], error: str) -> dict[str, Any]:
-    """The record the driver writes for a trial that failed after all its retries."""
-    return new_record(point, trial_config_for(context, point), context, "failed", error)
+def unfinished_record(context: TrialContext, point: dict[str, Any], status: str, error: str) -> dict[str, Any]:
+    """The record the driver writes for a trial that failed after its retries or was stopped early."""
+    return new_record(point, trial_config_for(context, point), context, status, error)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from s3l_core.atomic import write_atomic
+
 from . import figures
 from .page import (
     Section,
@@ -28,8 +30,6 @@ from .page import (
     table,
 )
 from .pareto import pareto_mask
-from s3l_core.atomic import write_atomic
-
 from .store import COST_COLUMNS, METRIC_COLUMNS, UNFINISHED, Store, load_store
 from .summary import (
     cost_model_error,

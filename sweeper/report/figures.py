@@ -22,9 +22,9 @@ from matplotlib.lines import Line2D
 
 from .pareto import pareto_mask
 from .summary import (
-    full_size_value,
     describe_value,
     fmt_number,
+    full_size_value,
     is_accuracy,
     knob_summary,
     label,
