@@ -167,6 +167,7 @@ def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]
     else:
         sampler = optuna.samplers.NSGAIISampler(seed=study.search.seed)
     storage = optuna.storages.RDBStorage(f"sqlite:///{root / 'optuna.db'}")
+    _fail_abandoned_optuna_trials(storage, study.name)
     space = to_ray_space(study)
     if len(study.seeds) > 1:  # each sampled configuration draws one of the study's seeds
         space["seed"] = tune.choice(list(study.seeds))
@@ -182,6 +183,18 @@ def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]
     return searcher, {}, remaining
 
 
+def _fail_abandoned_optuna_trials(storage: Any, name: str) -> None:
+    """Trials left RUNNING by a killed driver would show as running forever in optuna-dashboard."""
+    import optuna
+
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:  # first run: no Optuna study yet
+        return
+    for trial in existing.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
 def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True) -> RunSummary:
     root = store_root(study, storage)
     store = Store(root)
@@ -195,9 +208,11 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
 
         if study.search.algorithm in ("grid", "random"):
             all_points = sweep_points(study)
-            ids = [trial_id(trial_config_for(context, p).to_dict()) for p in all_points]
-            pending = [p for p, tid in zip(all_points, ids) if tid not in finished]
-            total, reused = len(all_points), len(all_points) - len(pending)
+            unique: dict[str, dict[str, Any]] = {}  # a point drawn twice is one trial
+            for point in all_points:
+                unique.setdefault(trial_id(trial_config_for(context, point).to_dict()), point)
+            pending = [p for tid, p in unique.items() if tid not in finished]
+            total, reused = len(unique), len(unique) - len(pending)
         else:
             total, reused, pending = study.search.num_samples, min(len(finished), study.search.num_samples), []
         searcher, param_space, num_samples = _searcher_and_samples(study, root, pending, reused)
