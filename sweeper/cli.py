@@ -82,10 +82,15 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sweeper.runner import run_study
+    from sweeper.runner import available_resources, cluster_address, run_study
     from sweeper.store import StoreError
 
     study = _load(args.study)
+    address = cluster_address(study, args.address)
+    if args.dry_run and address is not None:
+        return cmd_estimate(args)  # a dry run does not attach to a cluster
+    # Validate again against what the cluster offers, so an impossible request is a study error.
+    study = load_study(args.study, cluster_resources=available_resources(address))
     if args.dry_run:
         return cmd_estimate(args)
     try:

@@ -69,6 +69,17 @@ def connect(address: str | None) -> None:
         start_local_ray(log_to_driver=True)
 
 
+def available_resources(address: str | None) -> dict[str, float]:
+    """What trials can use: the Ray this process is attached to (attaching if `address` is
+    given), or, for an embedded Ray not started yet, this machine's CPUs and GPUs."""
+    if address is None and not ray.is_initialized():
+        import torch
+
+        return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+    connect(address)
+    return ray.cluster_resources()
+
+
 def check_capacity(study: Study) -> None:
     """Refuse a study no node can ever place, instead of letting it wait forever."""
     cluster = ray.cluster_resources()
