@@ -253,6 +253,8 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
                     scheduler=scheduler,
                     num_samples=num_samples,
                     max_concurrent_trials=study.max_concurrent,
+                    # a fresh worker per trial costs seconds of imports and first-call set-up (bench/overhead.py)
+                    reuse_actors=True,
                     trial_dirname_creator=lambda trial: trial_id(trial_config_for(context, point_of(context, trial.config)).to_dict()),
                 ),
                 run_config=tune.RunConfig(

@@ -110,3 +110,19 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] < 0.01
+
+
+def test_floors_are_computed_once_per_dataset_architecture_and_seed(sample, monkeypatch):
+    import s3l_core.trainer as trainer
+
+    calls = []
+    real = trainer.pixel_features
+    monkeypatch.setattr(trainer, "pixel_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(trainer, "_FLOOR_CACHE", {})
+    quick = {"every": 1, "knn_k": 10, "linear_probe": False, "resolution": 12}
+    first = train(tiny(epochs=1, resolution=8, eval=quick), dataset=sample)
+    second = train(tiny(epochs=1, resolution=12, eval=quick), dataset=sample)  # same stem, eval, seed
+    assert len(calls) == 2  # train + test pixels, once
+    assert (first.knn_pixels_top1, first.knn_random_top1) == (second.knn_pixels_top1, second.knn_random_top1)
+    train(tiny(epochs=1, resolution=8, seed=1, eval=quick), dataset=sample)
+    assert len(calls) == 4  # another seed: another random encoder
