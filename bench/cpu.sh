@@ -27,7 +27,7 @@ for name in "${names[@]}"; do
       "$PY" -m bench augment --resolution 28 --batch 512 --workers 2 0 --json "$out/augment.json" ;;
     overhead)
       "$PY" -m bench overhead --trials 50 --json "$out/overhead.json" 2>"$out/overhead.stderr" | grep -v '^\s*$' | tail -n 30
-      "$PY" -m bench overhead --trials 50 --reuse-actors --json "$out/overhead_reuse.json" 2>"$out/overhead_reuse.stderr" | tail -n 30 ;;
+      ;;
     quickstart)
       "$PY" -m bench quickstart --json "$out/quickstart.json" ;;
     report)

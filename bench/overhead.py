@@ -22,15 +22,12 @@ trial (median); driver RSS within 10% from trial 10 to trial 50.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import functools
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,23 +79,7 @@ class RssSampler(threading.Thread):
             self.stop.wait(self.every_s)
 
 
-@contextlib.contextmanager
-def tune_reusing_actors(enabled: bool) -> Iterator[None]:
-    """Experiment only: make sweeper.runner's Tuner reuse trial actors (TuneConfig(reuse_actors=True))."""
-    if not enabled:
-        yield
-        return
-    from ray import tune
-
-    original = tune.TuneConfig
-    tune.TuneConfig = functools.partial(original, reuse_actors=True)  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        tune.TuneConfig = original  # type: ignore[misc]
-
-
-def run_through_sweeper(study_path: Path, storage: Path, trials: int, reuse_actors: bool = False) -> dict[str, Any]:
+def run_through_sweeper(study_path: Path, storage: Path, trials: int) -> dict[str, Any]:
     import json
 
     import ray
@@ -118,8 +99,7 @@ def run_through_sweeper(study_path: Path, storage: Path, trials: int, reuse_acto
     run_start = time.time()
     started = time.perf_counter()
     try:
-        with tune_reusing_actors(reuse_actors):
-            summary = run_study(study, storage=str(storage), report=False)
+        summary = run_study(study, storage=str(storage), report=False)
         study_s = time.perf_counter() - started
     finally:
         sampler.stop.set()
@@ -166,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench overhead", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--concurrent", type=int, default=1, help="max_concurrent of the study (1: overhead per trial is an interval)")
-    parser.add_argument("--reuse-actors", action="store_true", help="experiment: patch Tune to reuse trial actors (the fix suggested in docs/BENCHMARKS.md)")
     parser.add_argument("--keep", type=Path, help="keep the study store here instead of a temp dir")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -179,9 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         directory = args.keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
         study_path = write_study(directory, "overhead", grid=[8], seeds=list(range(args.trials)), trial=TINY_TRIAL, max_concurrent=args.concurrent)
-        how = ", Tune patched to reuse actors" if args.reuse_actors else ""
-        print(f"{args.trials} trials through run_study (max_concurrent {args.concurrent}{how}) ...", flush=True)
-        swept = run_through_sweeper(study_path, directory / "runs", args.trials, args.reuse_actors)
+        print(f"{args.trials} trials through run_study (max_concurrent {args.concurrent}) ...", flush=True)
+        swept = run_through_sweeper(study_path, directory / "runs", args.trials)
         print(f"{args.trials} direct train() calls ...", flush=True)
         direct = run_directly(study_path)
 
