@@ -168,7 +168,12 @@ def train(
     optimiser = torch.optim.SGD(trainable, lr=config.optimizer.lr, momentum=config.optimizer.momentum, weight_decay=config.optimizer.weight_decay)
     order_rng = torch.Generator().manual_seed(config.seed)
     view_rng = torch.Generator(device=device).manual_seed(config.seed + 1)
-    loss_fn = torch.compile(model.loss) if config.compile else model.loss
+    loss_fn = model.loss
+    if config.compile:
+        # A process that trains many trials (a reused Ray actor) would otherwise hit dynamo's
+        # recompile limit and silently fall back to eager.
+        torch._dynamo.reset()
+        loss_fn = torch.compile(model.loss)
     preset = preset_for(config.method, config.augment)
     evaluator = _Evaluator(config, data, mean, std, device)
 
