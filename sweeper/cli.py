@@ -129,9 +129,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     import yaml
 
     from sweeper.report import write_report
+    from sweeper.results import write_tables
+    from sweeper.store import Store
 
-    if not (args.store / "results.parquet").exists():
-        raise UserFacingError(f"{args.store} has no results.parquet; is it a study store (runs/<name>)?")
+    if not (args.store / "study.yaml").exists():
+        raise UserFacingError(f"{args.store} is not a study store (no study.yaml); is it runs/<name>?")
+    write_tables(Store(args.store))  # from the trial records, so a running study's report is current
     out = args.out
     if out is None:
         resolved = yaml.safe_load((args.store / "study.yaml").read_text())

@@ -50,8 +50,10 @@ def test_status_and_report_of_a_finished_study(tmp_path: Path, capsys, local_ray
     assert "state finished" in out and "1 finished" in out
     assert main(["status", str(tmp_path / "runs" / "shown")]) == 0
     out_dir = tmp_path / "elsewhere"
+    (tmp_path / "runs" / "shown" / "results.parquet").unlink()  # tables are rebuilt from the records
     assert main(["report", str(tmp_path / "runs" / "shown"), "--out", str(out_dir)]) == 0
     assert (out_dir / "index.html").exists()
+    assert len(pd.read_parquet(tmp_path / "runs" / "shown" / "results.parquet")) == 1
 
 
 def test_status_of_a_folder_that_is_no_store_is_one_line(tmp_path: Path, capsys):
@@ -78,3 +80,9 @@ def test_asha_stops_weak_trials_early(tmp_path: Path, local_ray):
     assert len(results) == 4
     assert (results["status"] == "finished").sum() >= 1
     assert (results["status"] == "stopped").sum() >= 1
+
+
+def test_report_of_a_folder_that_is_no_store_is_one_line(tmp_path: Path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a study store" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
