@@ -33,15 +33,6 @@ from typing import Any
 
 from bench.common import ROOT, machine, print_table, write_json
 
-TINY_TRIAL = {
-    "method": "simclr",
-    "backbone": {"depth": 10, "width": 0.0625, "stages": 4},
-    "resolution": 8,
-    "epochs": 1,
-    "data_fraction": 0.02,
-    "batch_size": 64,
-    "eval": {"every": 1, "knn_k": 10, "linear_probe": False, "floors": False, "resolution": 8},
-}
 TARGET_OVERHEAD_S = 1.0
 TARGET_RSS_GROWTH = 0.10
 
@@ -150,14 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from tests.sweeper.conftest import write_study
+    from tests.sweeper.conftest import TINY_TRIAL, write_study
+
+    # the tests' tiny trial, narrower and one epoch: the figure is what the sweeper adds per trial
+    tiny_trial = {**TINY_TRIAL, "backbone": {**TINY_TRIAL["backbone"], "width": 0.0625}, "epochs": 1}
 
     where = machine("cpu")
     print(f"machine: {where}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        study_path = write_study(directory, "overhead", grid=[8], seeds=list(range(args.trials)), trial=TINY_TRIAL, max_concurrent=args.concurrent)
+        study_path = write_study(directory, "overhead", grid=[8], seeds=list(range(args.trials)), trial=tiny_trial, max_concurrent=args.concurrent)
         print(f"{args.trials} trials through run_study (max_concurrent {args.concurrent}) ...", flush=True)
         swept = run_through_sweeper(study_path, directory / "runs", args.trials)
         print(f"{args.trials} direct train() calls ...", flush=True)
