@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import ray
 import yaml
 from ray import tune
@@ -230,66 +231,68 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         launched = len(pending) if searcher is None else num_samples
         print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {root}", flush=True)
 
-        state = "finished"
         write_json(root / "state.json", {"state": "running", "since": _now()})
-        if launched:
-            scheduler = None
-            if study.scheduler.type == "asha":
-                from ray.tune.schedulers import ASHAScheduler
-
-                metric = next(iter(study.objectives))
-                scheduler = ASHAScheduler(
-                    time_attr="epoch", metric=metric, mode=study.objectives[metric],
-                    max_t=10**6, grace_period=study.scheduler.grace_period, reduction_factor=study.scheduler.reduction_factor,
-                )  # fmt: skip
-            trainable = tune.with_resources(
-                tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
-            )
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    scheduler=scheduler,
-                    num_samples=num_samples,
-                    max_concurrent_trials=study.max_concurrent,
-                    # a fresh worker per trial costs seconds of imports and first-call set-up (bench/overhead.py)
-                    reuse_actors=True,
-                    trial_dirname_creator=lambda trial: trial_id(trial_config_for(context, point_of(context, trial.config)).to_dict()),
-                ),
-                run_config=tune.RunConfig(
-                    name=f"attempt-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
-                    storage_path=str(store.ray_dir),
-                    failure_config=tune.FailureConfig(max_failures=study.failure.max_retries),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[StudyProgress(store, context, total, reused)],
-                    verbose=1,
-                ),
-            )
-            try:
-                tuner.fit()
-            except KeyboardInterrupt:
-                state = "interrupted"
-                raise
-            finally:
-                _finish(store, state, report, study)
-        else:
-            _finish(store, state, report, study)
-        results = write_tables(store)
+        state = "crashed"
+        try:
+            if launched:
+                _tuner(study, store, context, searcher, param_space, num_samples, total, reused).fit()
+            state = "finished"
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
+        finally:
+            results = _finish(store, state, report, study)
         counts = results["status"].value_counts() if len(results) else {}
         report_path = (Path(study.report) / study.name / "index.html").resolve() if report else None
         return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), report_path)
+
+
+def _tuner(
+    study: Study, store: Store, context: TrialContext, searcher: Any, param_space: dict[str, Any], num_samples: int, total: int, reused: int
+) -> tune.Tuner:
+    scheduler = None
+    if study.scheduler.type == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        metric = next(iter(study.objectives))
+        scheduler = ASHAScheduler(
+            time_attr="epoch", metric=metric, mode=study.objectives[metric],
+            max_t=10**6, grace_period=study.scheduler.grace_period, reduction_factor=study.scheduler.reduction_factor,
+        )  # fmt: skip
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=study.max_concurrent,
+            # a fresh worker per trial costs seconds of imports and first-call set-up (bench/overhead.py)
+            reuse_actors=True,
+            trial_dirname_creator=lambda trial: trial_id(trial_config_for(context, point_of(context, trial.config)).to_dict()),
+        ),
+        run_config=tune.RunConfig(
+            name=f"attempt-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
+            storage_path=str(store.ray_dir),
+            failure_config=tune.FailureConfig(max_failures=study.failure.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[StudyProgress(store, context, total, reused)],
+            verbose=1,
+        ),
+    )
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _finish(store: Store, state: str, report: bool, study: Study) -> None:
+def _finish(store: Store, state: str, report: bool, study: Study) -> pd.DataFrame:
     """Whatever happened, leave consistent tables, a state marker and (if asked) a report."""
-    write_tables(store)
+    results = write_tables(store)
     write_json(store.root / "state.json", {"state": state, "at": _now()})
     if report:
         from sweeper.report import write_report
 
         write_report(store.root, (Path(study.report) / study.name).resolve())
+    return results
