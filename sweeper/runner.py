@@ -30,6 +30,7 @@ from sweeper.study import Study
 from sweeper.trainable import (
     BUDGET_LEDGER,
     BUDGET_METRICS,
+    EPOCH_RECORD_KEY,
     TrialContext,
     budget_spent,
     point_of,
@@ -109,9 +110,12 @@ class StudyProgress(tune.Callback):
         self.total, self.done, self.failed = total, reused, 0
         self.every_s, self.last_print = every_s, 0.0
         self.spent = {metric: budget_spent(store, metric) for metric in BUDGET_METRICS}
+        self.curves: dict[str, list[dict[str, Any]]] = {}
         self._write_ledger()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
+        if EPOCH_RECORD_KEY in result:  # held only while the trial runs, so memory follows running trials
+            self.curves.setdefault(trial.trial_id, []).append(result[EPOCH_RECORD_KEY])
         if time.monotonic() - self.last_print > self.every_s:
             self.last_print = time.monotonic()
             print(self.line(), flush=True)
@@ -119,13 +123,17 @@ class StudyProgress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.done += 1
         self._charge(trial)
+        curve = self.curves.pop(trial.trial_id, [])
         point = point_of(self.context, trial.config)
         if self.store.read_record(trial_id(trial_config_for(self.context, point).to_dict())) is None:
-            # stopped early by the scheduler (ASHA): no finished record was written
-            self.store.write_record(unfinished_record(self.context, point, "stopped", "stopped early by the scheduler"))
+            # stopped early by the scheduler (ASHA): no finished record was written; keep its curve
+            record = unfinished_record(self.context, point, "stopped", "stopped early by the scheduler")
+            record.update(epochs=curve, metrics=_metrics_of_curve(curve))
+            self.store.write_record(record)
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.failed += 1
+        self.curves.pop(trial.trial_id, None)
         self._charge(trial)
         error = _last_error_line(trial)
         self.store.write_record(unfinished_record(self.context, point_of(self.context, trial.config), "failed", error))
@@ -152,6 +160,19 @@ class StudyProgress(tune.Callback):
         else:
             budget = f", {self.spent['gpu_hours']:.3g} GPU-hours, {self.spent['pflops']:.3g} PFLOPs spent"
         return f"study: {self.done}/{self.total} trials done, {self.failed} failed{budget}"
+
+
+def _metrics_of_curve(curve: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a stopped trial reached: its last evaluated and best kNN, and its cost so far."""
+    if not curve:
+        return {}
+    evaluated = [e["knn_top1"] for e in curve if e["knn_top1"] is not None]
+    return {
+        "knn_top1": evaluated[-1] if evaluated else None,
+        "knn_top1_best": max(evaluated) if evaluated else None,
+        "train_pflops": curve[-1]["train_pflops_cum"],
+        "wall_s": curve[-1]["wall_s_cum"],
+    }
 
 
 def _last_error_line(trial: Any) -> str:

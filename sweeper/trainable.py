@@ -44,6 +44,7 @@ class TrialContext:
     budget_limit: float | None = None
 
 
+EPOCH_RECORD_KEY = "epoch_record"
 BUDGET_METRICS = ("gpu_hours", "pflops")
 BUDGET_LEDGER = "budget.json"  # {metric: spent}, kept by the driver as trials end
 
@@ -112,9 +113,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             "trial_id": tid,
             "epoch": record.epoch,
             "loss": record.loss,
-            "knn_top1": last_knn,
+            "knn_top1": last_knn,  # carried forward: schedulers need the metric in every report
             "train_pflops": record.train_pflops_cum,
             "wall_s": record.wall_s_cum,
+            EPOCH_RECORD_KEY: dataclasses.asdict(record),  # lets the driver keep a stopped trial's curve
         }
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_path.parent)) if checkpoint_path else None
         tune.report(metrics, checkpoint=checkpoint)

@@ -79,7 +79,10 @@ def test_asha_stops_weak_trials_early(tmp_path: Path, local_ray):
     results = pd.read_parquet(tmp_path / "runs" / "asha" / "results.parquet")
     assert len(results) == 4
     assert (results["status"] == "finished").sum() >= 1
-    assert (results["status"] == "stopped").sum() >= 1
+    stopped = results[results["status"] == "stopped"]
+    assert len(stopped) >= 1
+    assert (stopped["epochs_done"] < 4).all() and (stopped["epochs_done"] >= 1).all()  # its curve up to the stop
+    assert stopped["knn_top1"].notna().all() and (stopped["train_pflops"] > 0).all()
 
 
 def test_report_of_a_folder_that_is_no_store_is_one_line(tmp_path: Path, capsys):
