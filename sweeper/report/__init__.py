@@ -7,7 +7,7 @@
 
 from .build import build_page, write_report
 from .pareto import pareto_mask
-from .store import Store, load_store
+from .store import StoreSnapshot, load_store
 from .summary import (
     Headline,
     cost_model_error,
@@ -22,7 +22,7 @@ from .summary import (
 
 __all__ = [
     "Headline",
-    "Store",
+    "StoreSnapshot",
     "build_page",
     "cost_model_error",
     "headline",

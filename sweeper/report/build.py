@@ -30,7 +30,7 @@ from .page import (
     table,
 )
 from .pareto import pareto_mask
-from .store import COST_COLUMNS, METRIC_COLUMNS, UNFINISHED, Store, load_store
+from .store import ACCURACY_COLUMNS, COST_COLUMNS, UNFINISHED, StoreSnapshot, load_store
 from .summary import (
     cost_model_error,
     finished,
@@ -80,7 +80,7 @@ def write_report(store_dir: Path, report_dir: Path) -> Path:
     return index
 
 
-def build_page(store: Store, files: dict[str, bytes]) -> str:
+def build_page(store: StoreSnapshot, files: dict[str, bytes]) -> str:
     """The report's HTML; the files it links (figures, CSV) are added to ``files`` (name -> bytes)."""
     df = store.results
     study = store.study
@@ -126,7 +126,7 @@ def build_page(store: Store, files: dict[str, bytes]) -> str:
 # ---------------------------------------------------------------- banners
 
 
-def _banners(store: Store, df: pd.DataFrame) -> list[tuple[str, str]]:
+def _banners(store: StoreSnapshot, df: pd.DataFrame) -> list[tuple[str, str]]:
     counts = df["status"].value_counts() if len(df) else pd.Series(dtype=int)
     unfinished = int(sum(counts.get(s, 0) for s in UNFINISHED))
     n_done = int(counts.get("finished", 0))
@@ -152,7 +152,7 @@ def _banners(store: Store, df: pd.DataFrame) -> list[tuple[str, str]]:
     if not len(df):
         banners.append(("bad", "The results table is empty."))
     for problem in store.problems:
-        banners.append(("bad", f"Store problem: {problem}."))
+        banners.append(("bad", f"StoreSnapshot problem: {problem}."))
     restarted = int(df["resumed_from_corrupt"].sum()) if len(df) else 0
     if restarted:
         banners.append(("warn", f"Note: {plural(restarted, 'trial')} restarted from scratch because a checkpoint was "
@@ -328,7 +328,7 @@ def _trials_section(df, declared, knobs, accuracy) -> Section:
     view["note"] = np.where(view["resumed_from_corrupt"], "restarted: corrupt checkpoint", "")
     rank = view["status"].map({"finished": 0, "running": 1, "pending": 2}).fillna(3)
     view = view.assign(_rank=rank).sort_values(["_rank", accuracy], ascending=[True, False], kind="stable")
-    known = ["trial_id", "status", *knobs, "seed", accuracy, *METRIC_COLUMNS, "pareto", *COST_COLUMNS,
+    known = ["trial_id", "status", *knobs, "seed", accuracy, *ACCURACY_COLUMNS, "pareto", *COST_COLUMNS,
              "epochs_done", "epochs", "device", "node", "note", "error"]
     known = list(dict.fromkeys(known))
     extras = [c for c in view.columns if c not in known and not c.startswith("_") and c != "resumed_from_corrupt"
@@ -353,7 +353,7 @@ def _trials_section(df, declared, knobs, accuracy) -> Section:
     return Section("trials", title, body)
 
 
-def _study_section(store: Store) -> Section:
+def _study_section(store: StoreSnapshot) -> Section:
     def dump_yaml(value: Any) -> str:
         try:
             return yaml.safe_dump(value, sort_keys=False, allow_unicode=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-METRIC_COLUMNS = ("knn_top1", "knn_top1_best", "linear_top1", "knn_pixels_top1", "knn_random_top1")
+ACCURACY_COLUMNS = ("knn_top1", "knn_top1_best", "linear_top1", "knn_pixels_top1", "knn_random_top1")
 COST_COLUMNS = (
     "train_pflops",
     "eval_pflops",
@@ -27,7 +27,7 @@ UNFINISHED = ("running", "pending")
 
 
 @dataclass(frozen=True)
-class Store:
+class StoreSnapshot:
     """Everything the report reads from one study store."""
 
     path: Path
@@ -39,7 +39,7 @@ class Store:
     problems: tuple[str, ...] = ()  # files that were missing or unreadable
 
 
-def load_store(store_dir: Path) -> Store:
+def load_store(store_dir: Path) -> StoreSnapshot:
     store_dir = Path(store_dir)
     problems: list[str] = []
     results = _read_parquet(store_dir / "results.parquet", problems)
@@ -48,7 +48,7 @@ def load_store(store_dir: Path) -> Store:
     provenance = _read_mapping(store_dir / "provenance.json", json.loads, problems)
     state_path = store_dir / "state.json"
     state = _read_mapping(state_path, json.loads, problems) if state_path.exists() else None
-    return Store(
+    return StoreSnapshot(
         path=store_dir,
         results=normalize_results(results),
         epochs=normalize_epochs(epochs),
@@ -96,7 +96,7 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
     if "status" not in df:
         df["status"] = "finished"
     df["status"] = df["status"].fillna("unknown").astype(str).str.lower()
-    for col in (*METRIC_COLUMNS, *COST_COLUMNS):
+    for col in (*ACCURACY_COLUMNS, *COST_COLUMNS):
         df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
     if "error" not in df:
         df["error"] = None
