@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -89,6 +88,3 @@ def write_tables(store: Store) -> pd.DataFrame:
     write_atomic(store.root / "epochs.parquet", _parquet_bytes(epochs_frame(records)))
     return results
 
-
-def read_results(store_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(store_dir / "results.parquet")

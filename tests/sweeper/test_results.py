@@ -1,0 +1,55 @@
+"""Trial records -> result tables."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from s3l_core.config import TrialConfig
+from sweeper.results import results_frame, schedule_label, write_tables
+from sweeper.store import Store
+
+
+def record(tid: str, status: str = "finished", **config) -> dict:
+    finished = status == "finished"
+    return {
+        "trial_id": tid,
+        "status": status,
+        "error": None if finished else "boom",
+        "config": TrialConfig.from_dict(config).to_dict(),
+        "metrics": {"knn_top1": 0.8, "wall_s": 7200.0, "train_pflops": 0.5, "device": "cpu"} if finished else {},
+        "epochs": [{"epoch": 1, "resolution": 14, "loss": 5.0, "lr": 0.1, "knn_top1": None, "train_pflops_cum": 0.25, "wall_s_cum": 1.0, "img_per_s": 9.0},
+                   {"epoch": 2, "resolution": 14, "loss": 4.0, "lr": 0.0, "knn_top1": 0.8, "train_pflops_cum": 0.5, "wall_s_cum": 2.0, "img_per_s": 9.0}]
+        if finished else [],
+        "gpu_fraction": 0.25,
+        "node": "n1",
+        "predicted_train_pflops": 0.4,
+    }  # fmt: skip
+
+
+def test_schedule_labels():
+    assert schedule_label(28) == "28"
+    assert schedule_label([{"resolution": 14, "epochs": 8}, {"resolution": 28, "epochs": 2}]) == "14x8,28x2"
+
+
+def test_rows_flatten_the_config_and_charge_gpu_hours_by_fraction_held():
+    stages = [{"resolution": 14, "epochs": 8}, {"resolution": 28, "epochs": 2}]
+    frame = results_frame([record("a", resolution=stages, backbone={"width": 0.5}), record("b", status="failed")])
+    a, b = frame.set_index("trial_id").loc["a"], frame.set_index("trial_id").loc["b"]
+    assert a["resolution"] == 28 and a["resolution_schedule"] == "14x8,28x2" and a["backbone.width"] == 0.5
+    assert a["gpu_hours"] == 0.5  # 2 h wall x 0.25 GPU
+    assert a["epochs_done"] == 2 and b["epochs_done"] == 0
+    assert b["error"] == "boom" and math.isnan(b["knn_top1"]) and math.isnan(b["gpu_hours"])
+
+
+def test_write_tables_rebuilds_every_table_from_the_records(tmp_path: Path):
+    store = Store(tmp_path)
+    store.write_record(record("a", resolution=14))
+    store.write_record(record("b", status="failed", resolution=28))
+    results = write_tables(store)
+    assert sorted(results["trial_id"]) == ["a", "b"]
+    assert pd.read_csv(tmp_path / "results.csv")["status"].tolist() == results["status"].tolist()
+    epochs = pd.read_parquet(tmp_path / "epochs.parquet")
+    assert epochs["trial_id"].tolist() == ["a", "a"] and math.isnan(epochs["knn_top1"][0]) and epochs["knn_top1"][1] == 0.8
