@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from s3l_core.atomic import write_atomic
 from s3l_core.config import TrialConfig
 from sweeper.store import Store, StoreError, trial_id
 
@@ -26,20 +25,6 @@ def test_trial_id_depends_on_what_is_computed_not_where():
     assert base != trial_id(config(resolution=16))
     assert base != trial_id(config(resolution=14, seed=1))
     assert len(base) == 12 and int(base, 16) >= 0
-
-
-def test_write_atomic_leaves_old_file_when_writing_fails(tmp_path: Path, monkeypatch):
-    target = tmp_path / "results.csv"
-    write_atomic(target, "old")
-
-    def disk_full(_fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError, match="No space"):
-        write_atomic(target, "new")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 
 def test_damaged_record_counts_as_not_computed(tmp_path: Path):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import synthetic
 import yaml
 
-import synthetic
 from sweeper.report import write_report
 
 

@@ -1,0 +1,47 @@
+"""The cost model's prediction against the trainer's measured FLOPs."""
+
+from __future__ import annotations
+
+import pytest
+
+from s3l_core.config import TrialConfig
+from s3l_core.cost import train_step_flops
+from sweeper.cost_model import dataset_shape, predicted_gpu_hours, predicted_train_pflops
+
+
+def config(**raw) -> TrialConfig:
+    return TrialConfig.from_dict({"dataset": "fashion-mnist-sample", "epochs": 2, "batch_size": 256, **raw})
+
+
+def measured_pflops(c: TrialConfig) -> float:
+    images, channels, classes = dataset_shape(c.dataset)
+    subset = round(c.data_fraction * images)
+    steps = subset // c.batch_size
+    return sum(train_step_flops(c.method, c.backbone, c.method_params, channels, classes, c.max_resolution, r, c.batch_size) * steps * e for r, e in c.stage_plan()) / 1e15
+
+
+@pytest.mark.parametrize("raw", [{"resolution": 28}, {"resolution": 14, "backbone": {"width": 0.5}}, {"resolution": 32, "backbone": {"depth": 10, "width": 0.25}}])
+def test_prediction_is_within_a_third_of_the_measured_flops(raw):
+    c = config(**raw)
+    assert predicted_train_pflops(c) == pytest.approx(measured_pflops(c), rel=0.35)
+
+
+def test_prediction_scales_with_width_resolution_and_epochs():
+    base = predicted_train_pflops(config(resolution=16, backbone={"width": 0.5}))
+    assert predicted_train_pflops(config(resolution=32, backbone={"width": 0.5})) == pytest.approx(4 * base)
+    assert predicted_train_pflops(config(resolution=16, backbone={"width": 1.0})) == pytest.approx(4 * base)
+    assert predicted_train_pflops(config(resolution=16, backbone={"width": 0.5}, epochs=4)) == pytest.approx(2 * base)
+
+
+def test_gpu_hours_charge_the_fraction_held():
+    assert predicted_gpu_hours(86.4, 1.0) == pytest.approx(1.0)  # 86.4 PFLOP at 24 TFLOP/s = 1 h
+    assert predicted_gpu_hours(86.4, 0.25) == pytest.approx(0.25)
+    assert predicted_gpu_hours(86.4, 0.0) == 0.0
+
+
+def test_imagefolder_size_is_counted_from_the_files(tmp_path):
+    for cls, n in (("cat", 3), ("dog", 2)):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(n):
+            (tmp_path / "train" / cls / f"{i}.png").write_bytes(b"")
+    assert dataset_shape(f"imagefolder:{tmp_path}") == (5, 3, 2)
