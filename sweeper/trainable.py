@@ -98,7 +98,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     if context.budget_metric and context.budget_limit is not None:
         if _ledger(store).get(context.budget_metric, 0.0) >= context.budget_limit:
             store.write_record(new_record(point, trial_config, context, "skipped_budget", "study budget spent before this trial started", _this_node()))
-            tune.report({"trial_id": tid, "skipped_budget": True})
+            tune.report({**_objective_values({}, context.gpu_fraction), "trial_id": tid, "skipped_budget": True})  # NaNs: searchers need every metric
             return
 
     torch.set_num_threads(max(1, math.floor(context.cpus)))
