@@ -107,6 +107,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     def report_epoch(record: EpochRecord, checkpoint_path: Path | None) -> None:
         nonlocal last_knn
+        if record.epoch == trial_config.epochs:
+            # The last epoch is reported once the record is written: a scheduler that stops the
+            # trial on this report must not lose a finished trial.
+            return
         if record.knn_top1 is not None:
             last_knn = record.knn_top1
         metrics = {
@@ -123,10 +127,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     with tempfile.TemporaryDirectory(prefix=f"s3l-{tid}-") as scratch:
         result = train(trial_config, on_epoch=report_epoch, resume_from=state, checkpoint_dir=Path(scratch))
-    record = new_record(point, trial_config, context, "finished", node=_this_node())
-    record.update(metrics=result.metrics(), epochs=[dataclasses.asdict(e) for e in result.epochs], resumed_from_corrupt=corrupt)
-    store.write_record(record)
-    tune.report({**_objective_values(record["metrics"], context.gpu_fraction), "trial_id": tid, "epoch": trial_config.epochs})
+        record = new_record(point, trial_config, context, "finished", node=_this_node())
+        record.update(metrics=result.metrics(), epochs=[dataclasses.asdict(e) for e in result.epochs], resumed_from_corrupt=corrupt)
+        store.write_record(record)
+        final = {**_objective_values(record["metrics"], context.gpu_fraction), "trial_id": tid, "epoch": trial_config.epochs, "loss": result.epochs[-1].loss}
+        has_checkpoint = (Path(scratch) / CHECKPOINT_NAME).exists()  # absent when resumed from a final checkpoint
+        tune.report(final, checkpoint=tune.Checkpoint.from_directory(scratch) if has_checkpoint else None)
 
 
 def _objective_values(metrics: dict[str, Any], gpu_fraction: float) -> dict[str, float]:
