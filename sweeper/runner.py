@@ -29,7 +29,6 @@ from sweeper.store import Store, StoreError, trial_id, write_json
 from sweeper.study import Study
 from sweeper.trainable import (
     BUDGET_LEDGER,
-    BUDGET_METRICS,
     EPOCH_RECORD_KEY,
     TrialContext,
     budget_spent,
@@ -109,7 +108,7 @@ class StudyProgress(tune.Callback):
         self.store, self.context = store, context
         self.total, self.done, self.failed = total, reused, 0
         self.every_s, self.last_print = every_s, 0.0
-        self.spent = {metric: budget_spent(store, metric) for metric in BUDGET_METRICS}
+        self.spent = budget_spent(store)
         self.curves: dict[str, list[dict[str, Any]]] = {}
         self._write_ledger()
 

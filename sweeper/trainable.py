@@ -49,17 +49,15 @@ BUDGET_METRICS = ("gpu_hours", "pflops")
 BUDGET_LEDGER = "budget.json"  # {metric: spent}, kept by the driver as trials end
 
 
-def budget_spent(store: Store, metric: str) -> float:
-    """What the study's recorded trials have spent, in the budget's unit (reads every record:
+def budget_spent(store: Store) -> dict[str, float]:
+    """What the study's recorded trials have spent, per budget metric (reads every record once:
     the driver calls it once per run; trials read the driver's ledger instead)."""
-    total = 0.0
+    spent = dict.fromkeys(BUDGET_METRICS, 0.0)
     for record in store.records():
         metrics = record.get("metrics") or {}
-        if metric == "pflops":
-            total += float(metrics.get("total_pflops") or 0.0)
-        else:
-            total += float(metrics.get("wall_s") or 0.0) / 3600.0 * float(record.get("gpu_fraction", 0.0))
-    return total
+        spent["pflops"] += float(metrics.get("total_pflops") or 0.0)
+        spent["gpu_hours"] += float(metrics.get("wall_s") or 0.0) / 3600.0 * float(record.get("gpu_fraction", 0.0))
+    return spent
 
 
 def _ledger(store: Store) -> dict[str, float]:
