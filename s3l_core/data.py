@@ -24,14 +24,26 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-DATASET_NAMES: tuple[str, ...] = (
-    "fashion-mnist",
-    "fashion-mnist-sample",
-    "cifar10",
-    "cifar100",
-    "stl10",
-    "digits",
-)
+
+@dataclass(frozen=True)
+class DatasetShape:
+    """What is known of a built-in dataset without loading it (for cost estimates and validation)."""
+
+    train_images: int
+    channels: int
+    native_size: int
+    num_classes: int
+
+
+BUILTIN_SHAPES: dict[str, DatasetShape] = {
+    "fashion-mnist": DatasetShape(60000, 1, 28, 10),
+    "fashion-mnist-sample": DatasetShape(10000, 1, 28, 10),
+    "cifar10": DatasetShape(50000, 3, 32, 10),
+    "cifar100": DatasetShape(50000, 3, 32, 100),
+    "stl10": DatasetShape(5000, 3, 96, 10),
+    "digits": DatasetShape(1438, 1, 8, 10),
+}
+DATASET_NAMES: tuple[str, ...] = tuple(BUILTIN_SHAPES)
 IMAGEFOLDER_PREFIX = "imagefolder:"
 
 FASHION_MNIST_CLASSES = (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from s3l_core.config import TrialConfig
 from s3l_core.cost import train_step_flops
+from s3l_core.data import BUILTIN_SHAPES
 
 REFERENCE_RESOLUTION = 32
 REFERENCE_BATCH = 256
@@ -21,25 +22,18 @@ REFERENCE_BATCH = 256
 # two views, ~54k img/s = ~24 TFLOP/s counted). Used only to turn PFLOPs into GPU-hours.
 ASSUMED_GPU_TFLOPS = 24.0
 
-# (train images, channels, classes) of the named datasets, so estimates need no data on disk.
-DATASET_SHAPES = {
-    "fashion-mnist": (60000, 1, 10),
-    "fashion-mnist-sample": (10000, 1, 10),
-    "cifar10": (50000, 3, 10),
-    "cifar100": (50000, 3, 100),
-    "stl10": (5000, 3, 10),
-    "digits": (1437, 1, 10),
-}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 def dataset_shape(name: str) -> tuple[int, int, int]:
+    """(train images, channels, classes), without loading the data."""
     if name.startswith("imagefolder:"):
         train = Path(name.split(":", 1)[1]) / "train"
         classes = [d for d in train.iterdir() if d.is_dir()] if train.is_dir() else []
         images = sum(1 for c in classes for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         return images, 3, max(1, len(classes))
-    return DATASET_SHAPES[name]
+    shape = BUILTIN_SHAPES[name]
+    return shape.train_images, shape.channels, shape.num_classes
 
 
 def predicted_train_pflops(config: TrialConfig) -> float:

@@ -24,14 +24,13 @@ from s3l_core.config import (
     TrialConfig,
     did_you_mean,
 )
+from s3l_core.data import BUILTIN_SHAPES, check_dataset_name
 from sweeper.space import ENUMERATED, apply_point
 from sweeper.study_schema import (
-    DATASETS,
     EPOCH_METRICS,
     KEY_BY_PATH,
     KNOBS,
     LEAF_KNOBS,
-    NATIVE_RESOLUTION,
     OBJECTIVE_METRICS,
     REQUIRED,
     SECTIONS,
@@ -183,23 +182,6 @@ def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None =
     return study
 
 
-def check_dataset(name: str) -> str | None:
-    """A message when `name` is not a dataset s3l_core can load, else None."""
-    try:
-        from s3l_core.data import check_dataset_name  # the authority, once it exists
-    except ImportError:
-        check_dataset_name = _check_dataset_locally
-    return check_dataset_name(name)
-
-
-def _check_dataset_locally(name: str) -> str | None:
-    if name.startswith("imagefolder:"):
-        return None if name[len("imagefolder:"):].strip() else "imagefolder needs a path: imagefolder:PATH"
-    if name in DATASETS:
-        return None
-    return f"unknown dataset '{name}'" + did_you_mean(name, [*DATASETS, "imagefolder:PATH"])
-
-
 class _Validator:
     def __init__(self, file: str, doc: YamlDocument, cluster: dict[str, float] | None):
         self.file = file
@@ -293,7 +275,7 @@ class _Validator:
         if not isinstance(dataset, str):
             self.problem("dataset", f"{dataset!r} is not a string")
             return None
-        message = check_dataset(dataset)
+        message = check_dataset_name(dataset)
         if message:
             self.problem("dataset", message)
         return dataset
@@ -456,7 +438,7 @@ class _Validator:
     def check_value(self, base: dict[str, Any], knob: str, vpath: str, value: Any) -> bool:
         """Does `value` at `knob` give a valid trial? Problems are reported at `vpath`."""
         if knob == "dataset" and isinstance(value, str):
-            message = check_dataset(value)
+            message = check_dataset_name(value)
             if message:
                 self.problem(vpath, message)
                 return False
@@ -568,7 +550,7 @@ class _Validator:
     # ----------------------------------------------------------------- warnings
 
     def check_upsampling(self, dataset: str, config: TrialConfig | None, space: dict[str, SpaceSpec]) -> None:
-        native = NATIVE_RESOLUTION.get(dataset)
+        native = BUILTIN_SHAPES[dataset].native_size if dataset in BUILTIN_SHAPES else None
         if native is None:
             return
 

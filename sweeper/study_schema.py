@@ -30,10 +30,6 @@ ALGORITHMS = ("grid", "random", "optuna-tpe", "optuna-nsga2")
 SCHEDULERS = ("none", "asha")
 SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "int")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-DATASETS = ("fashion-mnist", "fashion-mnist-sample", "cifar10", "cifar100", "stl10", "digits")
-NATIVE_RESOLUTION = {
-    "fashion-mnist": 28, "fashion-mnist-sample": 28, "cifar10": 32, "cifar100": 32, "stl10": 96, "digits": 8,
-}
 
 
 class _Required:

@@ -372,3 +372,15 @@ def test_imagefolder_layout_errors(colour_tree: pathlib.Path, tmp_path: pathlib.
     write_tree(colour_tree, {"val/purple/p.png": solid(BLUE)})
     with pytest.raises(DatasetError, match="purple"):
         load_dataset(f"imagefolder:{colour_tree}")
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist-sample", "digits", "fashion-mnist"])
+def test_builtin_shapes_match_the_loaded_data(name):
+    from s3l_core.data import BUILTIN_SHAPES
+
+    if name == "fashion-mnist" and not pathlib.Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    data = load_dataset(name)
+    shape = BUILTIN_SHAPES[name]
+    assert (len(data.train_images), data.channels, data.native_size, data.num_classes) == (
+        shape.train_images, shape.channels, shape.native_size, shape.num_classes)  # fmt: skip
