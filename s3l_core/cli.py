@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError
-from s3l_core.config import ConfigError, ConfigProblem, TrialConfig
+from s3l_core.config import ConfigError, ConfigProblem, TrialConfig, apply_overrides
 from s3l_core.data import DatasetError
 from s3l_core.trainer import EpochRecord, train
 
@@ -33,13 +33,6 @@ SHORTHANDS = {
 }
 
 
-def set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    for key in keys[:-1]:
-        target = target.setdefault(key, {})
-    target[keys[-1]] = value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m s3l_core", description="s3l_core: small-scale self-supervised pre-training")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,18 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrialConfig:
-    raw: dict[str, Any] = {}
-    for flag, (dotted, _) in SHORTHANDS.items():
-        if getattr(args, flag) is not None:
-            set_dotted(raw, dotted, getattr(args, flag))
+    overrides: dict[str, Any] = {dotted: getattr(args, flag) for flag, (dotted, _) in SHORTHANDS.items() if getattr(args, flag) is not None}
     for item in args.set:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError([ConfigProblem("--set", f"{item!r} is not KEY=VALUE")])
-        set_dotted(raw, key, yaml.safe_load(text))
+        overrides[key] = yaml.safe_load(text)
     if args.download:
-        raw["download"] = True
-    return TrialConfig.from_dict(raw)
+        overrides["download"] = True
+    return TrialConfig.from_dict(apply_overrides({}, overrides))
 
 
 def print_epoch(record: EpochRecord, _checkpoint: Path | None) -> None:

@@ -7,6 +7,7 @@ raises `ConfigError` listing every problem with its dotted key path.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -143,6 +144,23 @@ class TrialConfig:
 
 
 # ---------------------------------------------------------------- building from plain data
+
+
+def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base` with each dotted key of `overrides` set (`backbone.width` sets
+    base["backbone"]["width"]); the one way a sweep point or a CLI flag becomes a trial mapping."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
 
 
 def field_names(cls: type) -> list[str]:

@@ -25,7 +25,7 @@ from sweeper.provenance import provenance
 from sweeper.results import write_tables
 from sweeper.space import points as sweep_points
 from sweeper.space import to_ray_space
-from sweeper.store import Store, StoreError, trial_id, write_json
+from sweeper.store import Store, StoreError, write_json
 from sweeper.study import Study
 from sweeper.trainable import (
     BUDGET_LEDGER,
@@ -34,7 +34,7 @@ from sweeper.trainable import (
     budget_spent,
     point_of,
     run_trial,
-    trial_config_for,
+    trial_id_for,
     unfinished_record,
 )
 
@@ -124,7 +124,7 @@ class StudyProgress(tune.Callback):
         self._charge(trial)
         curve = self.curves.pop(trial.trial_id, [])
         point = point_of(self.context, trial.config)
-        if self.store.read_record(trial_id(trial_config_for(self.context, point).to_dict())) is None:
+        if self.store.read_record(trial_id_for(self.context, point)) is None:
             # stopped early by the scheduler (ASHA): no finished record was written; keep its curve
             record = unfinished_record(self.context, point, "stopped", "stopped early by the scheduler")
             record.update(epochs=curve, metrics=_metrics_of_curve(curve))
@@ -242,7 +242,7 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
             all_points = sweep_points(study)
             unique: dict[str, dict[str, Any]] = {}  # a point drawn twice is one trial
             for point in all_points:
-                unique.setdefault(trial_id(trial_config_for(context, point).to_dict()), point)
+                unique.setdefault(trial_id_for(context, point), point)
             pending = [p for tid, p in unique.items() if tid not in finished]
             total, reused = len(unique), len(unique) - len(pending)
         else:
@@ -290,7 +290,7 @@ def _tuner(
             max_concurrent_trials=study.max_concurrent,
             # a fresh worker per trial costs seconds of imports and first-call set-up (bench/overhead.py)
             reuse_actors=True,
-            trial_dirname_creator=lambda trial: trial_id(trial_config_for(context, point_of(context, trial.config)).to_dict()),
+            trial_dirname_creator=lambda trial: trial_id_for(context, point_of(context, trial.config)),
         ),
         run_config=tune.RunConfig(
             name=f"attempt-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",

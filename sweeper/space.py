@@ -1,7 +1,7 @@
 """Sweep-space expansion: a study's `space` and `seeds` become flat trial points.
 
-A point is `{dotted_key: value, ..., "seed": s}`; `apply_point` turns it into the trial
-mapping that `TrialConfig.from_dict` takes. Expansion is deterministic on every call and
+A point is `{dotted_key: value, ..., "seed": s}`; `s3l_core.config.apply_overrides` turns it
+into the trial mapping that `TrialConfig.from_dict` takes. Expansion is deterministic on every call and
 machine (results are reused by hashing each resolved config), and random draws are keyed
 by (search seed, sample index, knob), so raising `num_samples` keeps the earlier samples
 and adding a knob leaves the other knobs' draws unchanged.
@@ -25,22 +25,6 @@ Point = dict[str, Any]
 
 ENUMERATED = ("grid", "choice")
 SAMPLED_DIGITS = 6  # significant digits kept of a sampled real number
-
-
-def apply_point(base_trial: dict[str, Any], point: Point) -> dict[str, Any]:
-    """A deep copy of `base_trial` with each dotted key of `point` set (`seed` included)."""
-    out = copy.deepcopy(base_trial)
-    for key, value in point.items():
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = copy.deepcopy(value)
-    return out
 
 
 def grid_points(study: "Study") -> list[Point]:

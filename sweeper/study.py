@@ -22,10 +22,11 @@ from typing import Any, Union
 from s3l_core.config import (
     ConfigError,
     TrialConfig,
+    apply_overrides,
     did_you_mean,
 )
 from s3l_core.data import BUILTIN_SHAPES, check_dataset_name
-from sweeper.space import ENUMERATED, apply_point
+from sweeper.space import ENUMERATED
 from sweeper.study_schema import (
     EPOCH_METRICS,
     KEY_BY_PATH,
@@ -123,7 +124,7 @@ class Study:
 
     def trial_config(self, point: dict[str, Any] | None = None) -> TrialConfig:
         """The `TrialConfig` of one point (the base trial when `point` is None)."""
-        return TrialConfig.from_dict(apply_point(self.base_trial, point or {}))
+        return TrialConfig.from_dict(apply_overrides(self.base_trial, point or {}))
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved study, every default filled in; `load_study` accepts it unchanged."""
@@ -443,7 +444,7 @@ class _Validator:
                 self.problem(vpath, message)
                 return False
         try:
-            TrialConfig.from_dict(apply_point(base, {knob: value}))
+            TrialConfig.from_dict(apply_overrides(base, {knob: value}))
         except ConfigError as exc:
             ok = True
             for p in exc.problems:
@@ -475,7 +476,7 @@ class _Validator:
         for combo in itertools.islice(itertools.product(*(space[k].values for k in keys)), limit):
             point = dict(zip(keys, combo))
             try:
-                TrialConfig.from_dict(apply_point(base, point))
+                TrialConfig.from_dict(apply_overrides(base, point))
             except ConfigError as exc:
                 self.problem("space", f"the combination {json.dumps(point)} is not a valid trial: {exc}")
                 bad += 1

@@ -173,6 +173,11 @@ def trial_config_for(context: TrialContext, point: dict[str, Any]) -> TrialConfi
     return dataclasses.replace(config, device="cpu") if context.gpu_fraction == 0 else config
 
 
+def trial_id_for(context: TrialContext, point: dict[str, Any]) -> str:
+    """The store's id of a sweep point's trial."""
+    return trial_id(trial_config_for(context, point).to_dict())
+
+
 def _this_node() -> str:
     return f"{platform.node()}:{ray.get_runtime_context().get_node_id()[:8]}"
 

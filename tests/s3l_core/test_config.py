@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from s3l_core.config import ConfigError, TrialConfig
+from s3l_core.config import ConfigError, TrialConfig, apply_overrides
 
 
 def problems(raw: dict) -> dict[str, str]:
@@ -46,3 +46,16 @@ def test_bad_stages_are_refused():
     assert "sum to 0.9" in problems({"resolution": [{"resolution": 14, "fraction": 0.5}, {"resolution": 28, "fraction": 0.4}]})["resolution"]
     assert "exactly one of" in problems({"resolution": [{"resolution": 14, "epochs": 2}, {"resolution": 28, "fraction": 0.4}]})["resolution"]
     assert "did you mean 'fashion-mnist'" in problems({"dataset": "fashion-mnst"})["dataset"]
+
+
+def test_apply_overrides_sets_dotted_keys_in_a_copy():
+    stages = [{"resolution": 14, "epochs": 8}, {"resolution": 28, "epochs": 2}]
+    base = {"dataset": "digits", "backbone": {"depth": 18}, "epochs": 5}
+    out = apply_overrides(base, {"backbone.width": 0.5, "optimizer.lr": 0.1, "resolution": stages, "seed": 2})
+    assert out == {
+        "dataset": "digits", "backbone": {"depth": 18, "width": 0.5}, "epochs": 5,
+        "optimizer": {"lr": 0.1}, "resolution": stages, "seed": 2,
+    }
+    assert base == {"dataset": "digits", "backbone": {"depth": 18}, "epochs": 5}
+    out["resolution"][0]["resolution"] = 99
+    assert stages[0]["resolution"] == 14

@@ -15,9 +15,8 @@ import pytest
 
 from sweeper.cli import main
 from sweeper.runner import run_study, store_root
-from sweeper.store import trial_id
 from sweeper.study import load_study
-from sweeper.trainable import TrialContext, trial_config_for
+from sweeper.trainable import TrialContext, trial_id_for
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 pytestmark = pytest.mark.slow
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 def only_trial_id(study) -> str:
     context = TrialContext(str(store_root(study)), study, study.resources.cpu, study.resources.gpu)
-    return trial_id(trial_config_for(context, {"resolution": study.space["resolution"].values[0], "seed": study.seeds[0]}).to_dict())
+    return trial_id_for(context, {"resolution": study.space["resolution"].values[0], "seed": study.seeds[0]})
 
 
 def trial_workers() -> list[psutil.Process]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.space import apply_point, from_ray_config, grid_points, points, random_points, to_ray_space
+from sweeper.space import from_ray_config, grid_points, points, random_points, to_ray_space
 from sweeper.study import Study, load_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,18 +33,6 @@ def _study(tmp_path: Path, text: str = RANDOM_STUDY) -> Study:
     path = tmp_path / "study.yaml"
     path.write_text(text)
     return load_study(path)
-
-
-def test_apply_point_sets_dotted_keys_in_a_copy():
-    base = {"dataset": "digits", "backbone": {"depth": 18}, "epochs": 5}
-    out = apply_point(base, {"backbone.width": 0.5, "optimizer.lr": 0.1, "resolution": STAGES, "seed": 2})
-    assert out == {
-        "dataset": "digits", "backbone": {"depth": 18, "width": 0.5}, "epochs": 5,
-        "optimizer": {"lr": 0.1}, "resolution": STAGES, "seed": 2,
-    }
-    assert base == {"dataset": "digits", "backbone": {"depth": 18}, "epochs": 5}
-    out["resolution"][0]["resolution"] = 99
-    assert STAGES[0]["resolution"] == 14
 
 
 def test_grid_points_are_the_product_times_seeds_in_file_order():
