@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from s3l_core.data import check_dataset_name
+from s3l_core.dataset_catalog import check_dataset_name
 
 METHOD_NAMES = ("simclr", "moco_v2", "byol", "simsiam", "supervised")
 DEPTHS = (10, 18, 34, 50)

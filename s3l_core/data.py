@@ -12,7 +12,6 @@ Names: see `DATASET_NAMES`, plus `imagefolder:PATH` (decoded once to a cache by
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fcntl
 import gzip
 import os
@@ -24,27 +23,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class DatasetShape:
-    """What is known of a built-in dataset without loading it (for cost estimates and validation)."""
-
-    train_images: int
-    channels: int
-    native_size: int
-    num_classes: int
-
-
-BUILTIN_SHAPES: dict[str, DatasetShape] = {
-    "fashion-mnist": DatasetShape(60000, 1, 28, 10),
-    "fashion-mnist-sample": DatasetShape(10000, 1, 28, 10),
-    "cifar10": DatasetShape(50000, 3, 32, 10),
-    "cifar100": DatasetShape(50000, 3, 32, 100),
-    "stl10": DatasetShape(5000, 3, 96, 10),
-    "digits": DatasetShape(1438, 1, 8, 10),
-}
-DATASET_NAMES: tuple[str, ...] = tuple(BUILTIN_SHAPES)
-IMAGEFOLDER_PREFIX = "imagefolder:"
+# Names, shapes and the name check live in a torch-free module (fast study validation).
+from s3l_core.dataset_catalog import BUILTIN_SHAPES, DATASET_NAMES, IMAGEFOLDER_PREFIX, DatasetShape, check_dataset_name  # noqa: F401 (re-exported)
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -111,25 +91,6 @@ class ImageDataset:
 def cache_dir() -> pathlib.Path:
     """Where downloads and decoded caches go: $S3L_CACHE_DIR, else ~/.cache/s3l."""
     return pathlib.Path(os.environ.get("S3L_CACHE_DIR") or "~/.cache/s3l").expanduser()
-
-
-# ---------------------------------------------------------------- names
-
-
-def check_dataset_name(name: str) -> str | None:
-    """None if `name` is a known dataset (or an existing imagefolder path), else the problem."""
-    if name.startswith(IMAGEFOLDER_PREFIX):
-        path = name[len(IMAGEFOLDER_PREFIX) :]
-        if not path:
-            return f"dataset {name!r} names no folder; write imagefolder:/path/with/train_and_val"
-        if not pathlib.Path(path).expanduser().is_dir():
-            return f"dataset {name!r}: folder {path} does not exist"
-        return None
-    if name in DATASET_NAMES:
-        return None
-    close = difflib.get_close_matches(name, DATASET_NAMES + (IMAGEFOLDER_PREFIX + "PATH",), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown dataset {name!r}; {hint}known: {', '.join(DATASET_NAMES)}, imagefolder:PATH"
 
 
 # ---------------------------------------------------------------- loading

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from s3l_core.config import TrialConfig
 from s3l_core.cost import train_step_flops
-from s3l_core.data import BUILTIN_SHAPES
+from s3l_core.dataset_catalog import BUILTIN_SHAPES
 
 REFERENCE_RESOLUTION = 32
 REFERENCE_BATCH = 256

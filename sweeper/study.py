@@ -25,7 +25,7 @@ from s3l_core.config import (
     apply_overrides,
     did_you_mean,
 )
-from s3l_core.data import BUILTIN_SHAPES, check_dataset_name
+from s3l_core.dataset_catalog import BUILTIN_SHAPES, check_dataset_name
 from sweeper.space import ENUMERATED
 from sweeper.study_schema import (
     EPOCH_METRICS,

@@ -1,0 +1,50 @@
+"""What is known of each dataset without loading it: names, shapes, and the name check.
+
+Kept free of torch and numpy so that validating a study (and `s3l-sweep --help`) starts in
+well under a second; `s3l_core.data` loads the datasets named here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import pathlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    """What is known of a built-in dataset without loading it (for cost estimates and validation)."""
+
+    train_images: int
+    channels: int
+    native_size: int
+    num_classes: int
+    test_images: int = 0  # the evaluation split; sized so the cost model can count evaluation FLOPs
+
+
+BUILTIN_SHAPES: dict[str, DatasetShape] = {
+    "fashion-mnist": DatasetShape(60000, 1, 28, 10, 10000),
+    "fashion-mnist-sample": DatasetShape(10000, 1, 28, 10, 2000),
+    "cifar10": DatasetShape(50000, 3, 32, 10, 10000),
+    "cifar100": DatasetShape(50000, 3, 32, 100, 10000),
+    "stl10": DatasetShape(5000, 3, 96, 10, 8000),
+    "digits": DatasetShape(1438, 1, 8, 10, 359),
+}
+DATASET_NAMES: tuple[str, ...] = tuple(BUILTIN_SHAPES)
+IMAGEFOLDER_PREFIX = "imagefolder:"
+
+
+def check_dataset_name(name: str) -> str | None:
+    """None if `name` is a known dataset (or an existing imagefolder path), else the problem."""
+    if name.startswith(IMAGEFOLDER_PREFIX):
+        path = name[len(IMAGEFOLDER_PREFIX) :]
+        if not path:
+            return f"dataset {name!r} names no folder; write imagefolder:/path/with/train_and_val"
+        if not pathlib.Path(path).expanduser().is_dir():
+            return f"dataset {name!r}: folder {path} does not exist"
+        return None
+    if name in DATASET_NAMES:
+        return None
+    close = difflib.get_close_matches(name, DATASET_NAMES + (IMAGEFOLDER_PREFIX + "PATH",), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown dataset {name!r}; {hint}known: {', '.join(DATASET_NAMES)}, imagefolder:PATH"
