@@ -16,7 +16,7 @@ import fcntl
 import gzip
 import os
 import pathlib
-import pickle
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -25,6 +25,7 @@ import torch
 
 # Names, shapes and the name check live in a torch-free module (fast study validation).
 from s3l_core.dataset_catalog import BUILTIN_SHAPES, DATASET_NAMES, IMAGEFOLDER_PREFIX, DatasetShape, check_dataset_name  # noqa: F401 (re-exported)
+from s3l_core.safe_pickle import load_data_pickle
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -54,6 +55,8 @@ class ImageDataset:
     test_images: torch.Tensor = field(repr=False)  # uint8 (M, C, H, W)
     test_labels: torch.Tensor = field(repr=False)  # int64 (M,)
     classes: tuple[str, ...]
+    # Unlabelled images that only pre-training sees (STL-10's 100k), same shape as train.
+    unlabeled_images: torch.Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -69,6 +72,10 @@ class ImageDataset:
                     f"{self.name}: {split}_labels must be int64 ({images.shape[0]},), "
                     f"got {labels.dtype} {tuple(labels.shape)}"
                 )
+        if self.unlabeled_images is not None and (
+            self.unlabeled_images.dtype != torch.uint8 or self.unlabeled_images.shape[1:] != self.train_images.shape[1:]
+        ):
+            raise ValueError(f"{self.name}: unlabeled_images must be uint8 of the train images' shape")
         if self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise ValueError(
                 f"{self.name}: train and test images differ in shape: "
@@ -100,14 +107,15 @@ def load_dataset(
     name: str,
     data_dir: str | None = None,
     download: bool = False,
-    max_resolution: int | None = None,
+    image_size: int | None = None,
 ) -> ImageDataset:
     """Load `name` whole into memory.
 
     Files are looked for in `data_dir`, then $S3L_DATA_DIR, then (Fashion-MNIST) the
     Debian copy, then `cache_dir()`; `download=True` fetches into `cache_dir()` when
-    nothing is found. `max_resolution` sets the cached size of an imagefolder dataset;
-    built-in datasets keep their native size.
+    nothing is found. `image_size` sets the one size an imagefolder dataset is cached at
+    (its native size for every trial, whatever resolution the trial trains at); built-in
+    datasets keep their native size.
     """
     problem = check_dataset_name(name)
     if problem is not None:
@@ -118,7 +126,7 @@ def load_dataset(
         # Imported here: the imagefolder module imports this one, and needs PIL.
         from s3l_core.imagefolder import load_imagefolder
 
-        return load_imagefolder(pathlib.Path(name[len(IMAGEFOLDER_PREFIX) :]), max_resolution, name)
+        return load_imagefolder(pathlib.Path(name[len(IMAGEFOLDER_PREFIX) :]), image_size, name)
     if name == "digits":
         return load_digits()
     if name == "fashion-mnist-sample":
@@ -277,8 +285,7 @@ def _load_fashion_mnist(roots: list[pathlib.Path], download: bool) -> ImageDatas
 
 
 def _unpickle(path: pathlib.Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    return load_data_pickle(path)  # restricted: a crafted batch file cannot run code
 
 
 def _cifar_arrays(batches: list[dict], label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -335,14 +342,17 @@ def _load_cifar100(roots: list[pathlib.Path], download: bool) -> ImageDataset:
 
 # ---------------------------------------------------------------- STL-10 (binary files)
 
-STL10_FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt")
+STL10_FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin", "class_names.txt")
+
+
+def _stl10_images(path: pathlib.Path) -> np.ndarray:
+    # Stored column-major per channel: (N, C, W, H) in C order, hence the transpose.
+    return np.fromfile(path, dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
 
 
 def _stl10_split(folder: pathlib.Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    # Stored column-major per channel: (N, C, W, H) in C order, hence the transpose.
-    images = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
     labels = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
-    return images, labels
+    return _stl10_images(folder / f"{split}_X.bin"), labels
 
 
 def _load_stl10(roots: list[pathlib.Path], download: bool) -> ImageDataset:
@@ -361,7 +371,10 @@ def _load_stl10(roots: list[pathlib.Path], download: bool) -> ImageDataset:
         "stl10_binary/",
     )
     classes = tuple((folder / "class_names.txt").read_text().split())
-    return _to_dataset("stl10", _stl10_split(folder, "train"), _stl10_split(folder, "test"), classes)
+    dataset = _to_dataset("stl10", _stl10_split(folder, "train"), _stl10_split(folder, "test"), classes)
+    # Pre-training sees train + the 100k unlabelled images, as the SSL literature does on STL-10.
+    unlabeled = torch.from_numpy(np.ascontiguousarray(_stl10_images(folder / "unlabeled_X.bin")))
+    return dataclasses.replace(dataset, unlabeled_images=unlabeled)
 
 
 _BUILTIN_LOADERS: dict[str, Callable[[list[pathlib.Path], bool], ImageDataset]] = {
@@ -415,6 +428,19 @@ def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch
         keep = max(1, round(fraction * len(members)))
         kept.append(members[torch.randperm(len(members), generator=generator)[:keep]])
     return torch.sort(torch.cat(kept)).values.to(torch.int64)
+
+
+VAL_SPLIT_SEED = 20211114  # fixed: every trial and seed of a dataset holds out the same images
+
+
+def validation_split(labels: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, validation indices) of a labelled training split: a stratified
+    `val_fraction` of each class, the same for every seed, so no seed ever pre-trains on
+    another seed's validation images and selection never needs the test split."""
+    val = stratified_subset(labels, val_fraction, VAL_SPLIT_SEED)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    return keep.nonzero().flatten(), val
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
