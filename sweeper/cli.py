@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -115,10 +114,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         root = store_root(_load(root), args.storage)
     if not (root / "study.yaml").exists():
         raise UserFacingError(f"{root} is not a study store (no study.yaml); run the study first")
-    results = results_frame(Store(root).records())
-    state = json.loads((root / "state.json").read_text()) if (root / "state.json").exists() else {"state": "unknown"}
+    store = Store(root)
+    results = results_frame(store.records())
     counts = results["status"].value_counts().to_dict() if len(results) else {}
-    print(f"{root}: state {state['state']}, {len(results)} trial records: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"{root}: state {store.state()}, {len(results)} trial records: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if len(results):
         columns = [c for c in ("trial_id", "status", "resolution_schedule", "backbone.width", "data_fraction", "epochs", "seed", "knn_top1", "train_pflops", "wall_s") if c in results]
         print(results[columns].to_string(index=False))

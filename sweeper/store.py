@@ -14,9 +14,11 @@ is reused whenever the same trial is asked for again.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +30,14 @@ from s3l_core.atomic import write_atomic
 
 # Keys that change where or how fast a trial runs, not what it computes.
 UNHASHED_KEYS = ("device", "data_dir", "download", "compile")
-TRIAL_STATUSES = ("finished", "failed", "skipped_budget")
+TRIAL_STATUSES = ("finished", "failed", "stopped", "skipped_budget")
+# The fields every reader of a record relies on, with their types.
+RECORD_SHAPE: dict[str, type | tuple[type, ...]] = {"trial_id": str, "status": str, "config": dict}
+OPTIONAL_SHAPE: dict[str, type | tuple[type, ...]] = {"point": dict, "metrics": dict, "epochs": list, "error": (str, type(None))}
+LOCK_NAME = ".lock"
+STATE_NAME = "state.json"
+
+log = logging.getLogger("sweeper.store")
 
 
 class StoreError(RuntimeError):
@@ -60,12 +69,18 @@ class Store:
         write_json(self.record_path(record["trial_id"]), record)
 
     def read_record(self, tid: str) -> dict[str, Any] | None:
+        path = self.record_path(tid)
         try:
-            return json.loads(self.record_path(tid).read_text())
+            record = json.loads(path.read_text())
         except FileNotFoundError:
             return None
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None  # a damaged record counts as not computed: the trial runs again
+        problem = record_shape_problem(record, tid)
+        if problem:
+            log.warning("skipping trial record %s: %s", path, problem)
+            return None  # like a damaged record: the trial runs again
+        return record
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every readable trial record, streamed (the driver never holds them all for long)."""
@@ -87,27 +102,84 @@ class Store:
         found = list(self.ray_dir.glob(f"*/{tid}/checkpoint_*"))
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
+    def _open_lock_file(self, flags: int) -> int:
+        """The lock file's descriptor, never through a symlink (a planted link must not make the
+        driver truncate a file elsewhere)."""
+        try:
+            return os.open(self.root / LOCK_NAME, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError(f"{self.root / LOCK_NAME} is a symbolic link; remove it (the store's files are never written through links)") from None
+            raise
+
+    def state(self) -> str:
+        """The study's state from `state.json`, corrected by the lock: a "running" study whose
+        lock nobody holds had its driver killed."""
+        try:
+            saved = json.loads((self.root / STATE_NAME).read_text())
+            state = str(saved["state"])
+        except FileNotFoundError:
+            return "unknown (no state.json)"
+        except (OSError, ValueError, TypeError, KeyError):
+            return "unknown (state.json is unreadable)"
+        if state == "running" and not self.is_locked():
+            return f"not running (its driver stopped without finishing, last started {saved.get('since', '?')}); `run` again to resume"
+        return state
+
+    def is_locked(self) -> bool:
+        """Whether a driver holds the study's lock now (a killed driver holds nothing)."""
+        try:
+            fd = self._open_lock_file(os.O_RDONLY)
+        except (FileNotFoundError, StoreError):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the study's lock; a second driver is refused. The kernel drops a dead process's lock."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            handle = open(self.root / ".lock", "a+")
+            fd = self._open_lock_file(os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise StoreError(f"cannot write to the study store {self.root}: {exc.strerror}") from None
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             raise StoreError(f"study store {self.root} is in use by {holder}; wait for it or stop it first") from None
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()} on {os.uname().nodename}")
-            handle.flush()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def record_shape_problem(record: Any, tid: str) -> str | None:
+    """Why a parsed record cannot be used (valid JSON of the wrong shape), or None."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    for key, kind in RECORD_SHAPE.items():
+        if not isinstance(record.get(key), kind):
+            return f"'{key}' is missing or not a {_kind_name(kind)}"
+    for key, kind in OPTIONAL_SHAPE.items():
+        if key in record and not isinstance(record[key], kind):
+            return f"'{key}' is not a {_kind_name(kind)}"
+    if record["trial_id"] != tid:
+        return f"its trial_id {record['trial_id']!r} does not match its file name"
+    if record["status"] not in TRIAL_STATUSES:
+        return f"unknown status {record['status']!r}"
+    return None
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({dict: "object", list: "list", str: "string", type(None): "null"}.get(k, k.__name__) for k in kinds)

@@ -92,3 +92,29 @@ def test_report_of_a_folder_that_is_no_store_is_one_line(tmp_path: Path, capsys)
     assert main(["report", str(tmp_path)]) == 2
     assert "is not a study store" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_status_of_a_killed_drivers_study_is_not_running(tmp_path: Path, capsys):
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path / "runs" / "killed"
+    root.mkdir(parents=True)
+    (root / "study.yaml").write_text("name: killed\nobjectives: {knn_top1: max}\n")
+    (root / "state.json").write_text(json.dumps({"state": "running", "since": "2026-01-01T00:00:00+00:00"}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys,time; from pathlib import Path; from sweeper.store import Store\n"
+         "with Store(Path(sys.argv[1])).lock():\n    print('locked', flush=True); time.sleep(60)", str(root)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["status", str(root)]) == 0
+        assert "state running," in capsys.readouterr().out
+    finally:
+        holder.kill()  # as a SIGKILLed driver: state.json still says running
+        holder.wait()
+    assert main(["status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "state running," not in out and "not running" in out and "run` again" in out

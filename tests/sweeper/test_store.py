@@ -29,7 +29,7 @@ def test_trial_id_depends_on_what_is_computed_not_where():
 
 def test_damaged_record_counts_as_not_computed(tmp_path: Path):
     store = Store(tmp_path)
-    store.write_record({"trial_id": "abc", "status": "finished"})
+    store.write_record({"trial_id": "abc", "status": "finished", "config": config()})
     assert store.finished_ids() == {"abc"}
     store.record_path("abc").write_text('{"trial_id": "abc", "stat')
     assert store.finished_ids() == set()
@@ -70,3 +70,56 @@ def test_unwritable_store_is_a_clear_error(tmp_path: Path):
     with pytest.raises(StoreError, match="cannot write to the study store"):
         with Store(target).lock():
             pass
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[]", '"finished"', '{"trial_id": "abc"}', '{"trial_id": 5, "status": "finished", "config": {}}',
+     '{"trial_id": "abc", "status": "finished", "config": []}', '{"trial_id": "abc", "status": "finished", "config": {}, "metrics": "0.9"}',
+     '{"trial_id": "abc", "status": "finished", "config": {}, "epochs": {"1": 2}}', '{"trial_id": "xyz", "status": "finished", "config": {}}',
+     '{"trial_id": "abc", "status": "done", "config": {}}'],
+    ids=["list", "string", "no_status", "int_id", "config_list", "metrics_string", "epochs_mapping", "other_id", "unknown_status"],
+)
+def test_a_record_of_the_wrong_shape_is_skipped_with_a_warning_naming_it(tmp_path: Path, content: str, caplog):
+    store = Store(tmp_path)
+    store.write_record({"trial_id": "good", "status": "finished", "config": config()})
+    store.record_path("abc").write_text(content)
+    with caplog.at_level("WARNING", logger="sweeper.store"):
+        assert [r["trial_id"] for r in store.records()] == ["good"]
+    assert str(store.record_path("abc")) in caplog.text
+
+
+def test_status_and_report_read_a_store_with_a_wrong_shaped_record(tmp_path: Path, capsys):
+    from sweeper.cli import main
+
+    root = tmp_path / "runs" / "shapes"
+    store = Store(root)
+    store.write_record({"trial_id": "good", "status": "finished", "config": config(), "metrics": {"knn_top1": 0.5}})
+    store.record_path("bad").write_text('{"trial_id": "bad", "status": "finished", "config": 7, "metrics": []}')
+    (root / "study.yaml").write_text(f"name: shapes\nreport: {tmp_path / 'reports'}\nobjectives: {{knn_top1: max}}\n")
+    assert main(["status", str(root)]) == 0
+    assert "1 trial records: 1 finished" in capsys.readouterr().out
+
+
+def test_lock_never_follows_a_planted_symlink(tmp_path: Path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / ".lock").symlink_to(victim)
+    with pytest.raises(StoreError, match="is a symbolic link"):
+        with Store(root).lock():
+            pass
+    assert victim.read_text() == "precious"
+
+
+def test_is_locked_tells_a_live_driver_from_a_killed_one(tmp_path: Path):
+    assert not Store(tmp_path).is_locked()  # no lock file yet
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert Store(tmp_path).is_locked()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not Store(tmp_path).is_locked()
