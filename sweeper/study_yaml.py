@@ -35,7 +35,7 @@ class StudyProblem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}"
+        where = f"{self.file}:{self.line}" if self.line else self.file  # line 0: the file as a whole (missing, a directory)
         return f"{where} {self.key_path}: {self.message}" if self.key_path else f"{where}: {self.message}"
 
 
@@ -96,9 +96,9 @@ def load_yaml(path: str | Path, max_bytes: int = MAX_STUDY_BYTES) -> YamlDocumen
     try:
         size = p.stat().st_size
     except OSError as exc:
-        return fail(1, f"cannot read the study file: {exc.strerror or exc}")
+        return fail(0, f"cannot read the study file: {exc.strerror or exc}")
     if p.is_dir():
-        return fail(1, "is a directory, not a study file")
+        return fail(0, "is a directory, not a study file")
     if size > max_bytes:
         return fail(1, f"file is {_size(size)}; a study file may be at most {_size(max_bytes)}")
     try:
