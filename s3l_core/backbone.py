@@ -1,4 +1,4 @@
-"""ResNet encoders with a width multiplier, an optional missing last stage and a size-dependent stem.
+"""ResNet encoders with a width multiplier, an optional missing last stage and a choice of stem.
 
 He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016). S3L (Cao & Wu, 2021,
 arXiv 2103.13559) shrinks the model by removing conv5; here that is `stages=3`. The width
@@ -9,11 +9,23 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-# Below this input size the ImageNet stem (stride-2 7x7 conv + max-pool) would discard most of
-# the image before the first residual block, so small images get a stride-1 3x3 stem instead
-# (the CIFAR variant of He et al. / SimCLR).
+# Below this native image size the ImageNet stem (stride-2 7x7 conv + max-pool) would discard
+# most of the image before the first residual block, so datasets of small images get a stride-1
+# 3x3 stem instead (the CIFAR variant of He et al. / SimCLR). The stem is chosen from the
+# DATASET, never from a trial's training resolution: an arm trained at 32 px on a 96 px dataset
+# keeps the 96 px architecture, so arms differ only in the knob a study sweeps.
 SMALL_STEM_BELOW = 96
+STEMS = ("cifar", "imagenet")
 BASE_CHANNELS = 64
+
+
+def stem_for(native_size: int, choice: str = "auto") -> str:
+    """The stem of a dataset whose images are `native_size` px: `choice` unless it is "auto"."""
+    if choice != "auto":
+        if choice not in STEMS:
+            raise ValueError(f"stem {choice!r} is not one of auto, {', '.join(STEMS)}")
+        return choice
+    return "cifar" if native_size < SMALL_STEM_BELOW else "imagenet"
 
 
 class BasicBlock(nn.Module):
@@ -83,11 +95,11 @@ class ResNet(nn.Module):
         blocks_per_stage: tuple[int, ...],
         planes: tuple[int, ...],
         in_channels: int,
-        small_stem: bool,
+        stem: str,
     ):
         super().__init__()
         stem_channels = planes[0]
-        if small_stem:
+        if stem == "cifar":
             self.stem = nn.Sequential(
                 nn.Conv2d(in_channels, stem_channels, 3, 1, 1, bias=False),
                 nn.BatchNorm2d(stem_channels),
@@ -110,7 +122,7 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.feature_dim: int = channels
-        self.small_stem = small_stem
+        self.stem_name = stem
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -119,16 +131,18 @@ class ResNet(nn.Module):
         return self.stages(self.stem(x)).mean(dim=(2, 3))
 
 
-def build_resnet(depth: int, width: float, stages: int, in_channels: int, input_size: int) -> ResNet:
-    """A ResNet-`depth` with `width` x 64 base channels, its first `stages` stages, for `input_size` px inputs."""
+def build_resnet(depth: int, width: float, stages: int, in_channels: int, stem: str) -> ResNet:
+    """A ResNet-`depth` with `width` x 64 base channels, its first `stages` stages and the `stem` ("cifar" or "imagenet") stem."""
     if depth not in LAYOUTS:
         raise ValueError(f"depth {depth} is not one of {sorted(LAYOUTS)}")
     if not 1 <= stages <= 4:
         raise ValueError(f"stages {stages} must be between 1 and 4")
     if width <= 0:
         raise ValueError(f"width {width} must be > 0")
+    if stem not in STEMS:
+        raise ValueError(f"stem {stem!r} is not one of {', '.join(STEMS)}")
     if in_channels < 1:
         raise ValueError(f"in_channels {in_channels} must be >= 1")
     block, blocks_per_stage = LAYOUTS[depth]
     planes = tuple(max(1, round(BASE_CHANNELS * width * 2**i)) for i in range(stages))
-    return ResNet(block, blocks_per_stage[:stages], planes, in_channels, small_stem=input_size < SMALL_STEM_BELOW)
+    return ResNet(block, blocks_per_stage[:stages], planes, in_channels, stem)

@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from s3l_core.dataset_catalog import check_dataset_name
+from s3l_core.recipes import RECIPES, head_sizes
 
 METHOD_NAMES = ("simclr", "moco_v2", "byol", "simsiam", "supervised")
 DEPTHS = (10, 18, 34, 50)
+STEMS = ("auto", "cifar", "imagenet")
+OPTIMIZERS = ("sgd", "lars")
+DEFAULT_EPOCHS = 50
+LR_REFERENCE_BATCH = 256  # optimizer.lr is the rate at this batch; the trainer scales it linearly
 
 
 @dataclass(frozen=True)
@@ -39,38 +44,51 @@ class ConfigError(ValueError):
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
 
+    def __reduce__(self):  # pickle (Ray sends a worker's error to the driver) rebuilds from the problems, not the text
+        return type(self), (self.problems,)
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
     depth: int = 18
     width: float = 1.0  # channel multiplier: 1.0 = 64 base channels
     stages: int = 4  # 4, or 3 = S3L's "conv5 removed"
+    # auto: from the dataset's native image size, never from a trial's resolution, so every arm
+    # of a resolution study has the same architecture.
+    stem: str = "auto"
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One resolution stage. `epochs` counts epochs; `fraction` is a share of `TrialConfig.epochs`."""
+    """One resolution stage. `epochs` counts epochs; `fraction` is a share of the run length
+    (`TrialConfig.epochs` or `TrialConfig.steps`)."""
 
     resolution: int
     epochs: int | None = None
+    steps: int | None = None
     fraction: float | None = None
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    lr: float = 0.5
-    weight_decay: float = 5.0e-4
+    """None-valued fields take the method's reference recipe (`s3l_core.recipes`)."""
+
+    name: str | None = None  # sgd | lars
+    lr: float | None = None  # at a batch of LR_REFERENCE_BATCH images; scaled linearly with the batch used
+    weight_decay: float | None = None  # not applied to batch-norm and bias parameters
     momentum: float = 0.9
-    warmup_epochs: int = 0
+    warmup_epochs: float | None = None  # per stage; None: 10% of each stage, at most 10 epochs
 
 
 @dataclass(frozen=True)
 class MethodConfig:
     temperature: float = 0.2  # simclr / moco_v2 InfoNCE temperature
-    queue_size: int = 4096  # moco_v2 negatives
+    queue_size: int = 4096  # moco_v2 negatives (capped at the number of pre-training images)
     ema: float = 0.99  # moco_v2 / byol momentum-encoder decay
-    projection_dim: int = 128
-    hidden_dim: int = 512
+    # None: the method's reference sizes, hidden sizes scaled with the backbone width.
+    projection_dim: int | None = None
+    hidden_dim: int | None = None
+    predictor_hidden_dim: int | None = None  # byol / simsiam
 
 
 @dataclass(frozen=True)
@@ -83,13 +101,26 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning of the whole network at the evaluation resolution (S3L's main protocol)."""
+
+    epochs: int = 10
+    lr: float = 0.05  # SGD at a batch of LR_REFERENCE_BATCH, cosine
+
+
+@dataclass(frozen=True)
 class EvalConfig:
-    every: int = 10  # kNN every N epochs (and always after the last)
+    every: int = 10  # validation kNN every N epochs (and always after the last)
     knn_k: int = 200
     knn_temperature: float = 0.1
     linear_probe: bool = True
     resolution: int | None = None  # None: the dataset's native size
     floors: bool = True  # raw-pixel and random-encoder kNN reference points
+    # Stratified share of the labelled training split held out of pre-training as the
+    # validation set: what monitoring, schedulers and searchers see (never the test split).
+    val_fraction: float = 0.1
+    bn_recalibrate: bool = False  # re-estimate BN statistics at the evaluation resolution first
+    finetune: FinetuneConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +129,8 @@ class TrialConfig:
     method: str = "simclr"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     resolution: int | tuple[Stage, ...] = 28
-    epochs: int = 50
+    epochs: int | None = None  # run length in passes over the pre-training subset (default 50) ...
+    steps: int | None = None  # ... or in optimiser steps (not both)
     data_fraction: float = 1.0
     batch_size: int = 512
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -108,6 +140,7 @@ class TrialConfig:
     seed: int = 0
     data_dir: str | None = None
     download: bool = False
+    image_size: int | None = None  # imagefolder only: the one size its images are cached at (default 96)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: bool = False
 
@@ -132,11 +165,18 @@ class TrialConfig:
             ]
         return out
 
+    @property
+    def length_unit(self) -> str:
+        """"steps" when the run length is given in optimiser steps, else "epochs"."""
+        return "steps" if self.steps is not None else "epochs"
+
     def stage_plan(self) -> list[tuple[int, int]]:
-        """[(resolution, epochs), ...] covering exactly `self.epochs` epochs."""
+        """[(resolution, length), ...] in `length_unit`, covering the whole run (after normalising)."""
+        unit = self.length_unit
+        total = self.steps if unit == "steps" else self.epochs
         if isinstance(self.resolution, int):
-            return [(self.resolution, self.epochs)]
-        return [(s.resolution, int(s.epochs or 0)) for s in self.resolution]
+            return [(self.resolution, int(total or DEFAULT_EPOCHS))]
+        return [(s.resolution, int(getattr(s, unit) or 0)) for s in self.resolution]
 
     @property
     def max_resolution(self) -> int:
@@ -269,18 +309,30 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
     need(c.backbone.width <= 16, "backbone.width", f"{c.backbone.width} is larger than 16")
     need(c.backbone.stages in (3, 4), "backbone.stages", f"{c.backbone.stages} must be 3 or 4")
     need(0 < c.data_fraction <= 1, "data_fraction", f"{c.data_fraction} must be in (0, 1]")
-    need(c.epochs >= 1, "epochs", f"{c.epochs} must be a positive integer")
+    need(c.epochs is None or c.epochs >= 1, "epochs", f"{c.epochs} must be a positive integer")
+    need(c.steps is None or c.steps >= 1, "steps", f"{c.steps} must be a positive integer")
+    need(c.epochs is None or c.steps is None, "steps", "give the run length as epochs or as steps, not both")
+    need(c.backbone.stem in STEMS, "backbone.stem", f"'{c.backbone.stem}' is not one of {', '.join(STEMS)}")
+    need(c.image_size is None or 8 <= c.image_size <= 1024, "image_size", f"{c.image_size} must be an integer in 8..1024")
+    need(
+        c.image_size is None or c.dataset.startswith("imagefolder:"),
+        "image_size",
+        "only an imagefolder: dataset has a cache size; built-in datasets keep their native size",
+    )
     need(c.batch_size >= 2, "batch_size", f"{c.batch_size} must be at least 2")
     need(c.seed >= 0, "seed", f"{c.seed} must be >= 0")
-    need(c.optimizer.lr > 0, "optimizer.lr", f"{c.optimizer.lr} must be > 0")
-    need(c.optimizer.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
-    need(0 <= c.optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1)")
-    need(c.optimizer.warmup_epochs >= 0, "optimizer.warmup_epochs", "must be >= 0")
+    o = c.optimizer
+    need(o.name is None or o.name in OPTIMIZERS, "optimizer.name", f"'{o.name}' is not one of {', '.join(OPTIMIZERS)}")
+    need(o.lr is None or o.lr > 0, "optimizer.lr", f"{o.lr} must be > 0")
+    need(o.weight_decay is None or o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
+    need(0 <= o.momentum < 1, "optimizer.momentum", "must be in [0, 1)")
+    need(o.warmup_epochs is None or o.warmup_epochs >= 0, "optimizer.warmup_epochs", "must be >= 0")
     need(c.method_params.temperature > 0, "method_params.temperature", "must be > 0")
     need(c.method_params.queue_size >= 1, "method_params.queue_size", "must be >= 1")
     need(0 <= c.method_params.ema < 1, "method_params.ema", "must be in [0, 1)")
-    need(c.method_params.projection_dim >= 1, "method_params.projection_dim", "must be >= 1")
-    need(c.method_params.hidden_dim >= 1, "method_params.hidden_dim", "must be >= 1")
+    for name in ("projection_dim", "hidden_dim", "predictor_hidden_dim"):
+        value = getattr(c.method_params, name)
+        need(value is None or value >= 1, f"method_params.{name}", "must be >= 1")
     a = c.augment
     need(a.min_scale is None or 0 < a.min_scale <= 1, "augment.min_scale", "must be in (0, 1]")
     need(a.color_jitter is None or 0 <= a.color_jitter <= 2, "augment.color_jitter", "must be in [0, 2]")
@@ -288,16 +340,25 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
     need(c.eval.knn_k >= 1, "eval.knn_k", f"{c.eval.knn_k} must be a positive integer")
     need(c.eval.knn_temperature > 0, "eval.knn_temperature", "must be > 0")
     need(c.eval.resolution is None or c.eval.resolution >= 1, "eval.resolution", "must be a positive integer")
+    need(0 < c.eval.val_fraction <= 0.5, "eval.val_fraction", f"{c.eval.val_fraction} must be in (0, 0.5]")
+    if c.eval.finetune is not None:
+        need(c.eval.finetune.epochs >= 1, "eval.finetune.epochs", f"{c.eval.finetune.epochs} must be a positive integer")
+        need(c.eval.finetune.lr > 0, "eval.finetune.lr", f"{c.eval.finetune.lr} must be > 0")
     need(c.device == "auto" or c.device == "cpu" or c.device.startswith("cuda"), "device", f"'{c.device}' is not auto, cpu or cuda[:N]")
     if isinstance(c.resolution, int):
         need(1 <= c.resolution <= 1024, "resolution", f"{c.resolution} must be a positive integer up to 1024")
     else:
-        kinds = {(s.epochs is not None, s.fraction is not None) for s in c.resolution}
-        if kinds not in ({(True, False)}, {(False, True)}):
-            p.append(ConfigProblem("resolution", "every stage needs exactly one of 'epochs' or 'fraction', the same one in all stages"))
+        kinds = {(s.epochs is not None, s.steps is not None, s.fraction is not None) for s in c.resolution}
+        if len(kinds) != 1 or sum(next(iter(kinds))) != 1:
+            p.append(ConfigProblem("resolution", "every stage needs exactly one of 'epochs', 'steps' or 'fraction', the same one in all stages"))
+        elif c.epochs is not None and not c.resolution[0].fraction:
+            p.append(ConfigProblem("epochs", "stages that give their own epochs or steps set the run length: drop 'epochs'"))
+        elif c.steps is not None and not c.resolution[0].fraction:
+            p.append(ConfigProblem("steps", "stages that give their own epochs or steps set the run length: drop 'steps'"))
         for i, s in enumerate(c.resolution):
             need(1 <= s.resolution <= 1024, f"resolution[{i}].resolution", f"{s.resolution} must be a positive integer up to 1024")
             need(s.epochs is None or s.epochs >= 1, f"resolution[{i}].epochs", f"{s.epochs} must be a positive integer")
+            need(s.steps is None or s.steps >= 1, f"resolution[{i}].steps", f"{s.steps} must be a positive integer")
             need(s.fraction is None or 0 < s.fraction <= 1, f"resolution[{i}].fraction", f"{s.fraction} must be in (0, 1]")
         fractions = [s.fraction for s in c.resolution if s.fraction is not None]
         if fractions and len(fractions) == len(c.resolution) and abs(sum(fractions) - 1) > 1e-6:
@@ -305,14 +366,44 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
     return p
 
 
+def resolve_recipe(c: TrialConfig) -> TrialConfig:
+    """`c` with every None optimiser and head setting taken from its method's recipe."""
+    recipe = RECIPES[c.method]
+    o, m = c.optimizer, c.method_params
+    hidden, projection, predictor = head_sizes(c.method, c.backbone.width)
+    optimizer = dataclasses.replace(
+        o,
+        name=o.name or recipe.optimizer,
+        lr=o.lr if o.lr is not None else recipe.lr,
+        weight_decay=o.weight_decay if o.weight_decay is not None else recipe.weight_decay,
+    )
+    params = dataclasses.replace(
+        m,
+        hidden_dim=m.hidden_dim or hidden,
+        projection_dim=m.projection_dim or projection,
+        predictor_hidden_dim=m.predictor_hidden_dim or predictor,
+    )
+    return dataclasses.replace(c, optimizer=optimizer, method_params=params)
+
+
 def _normalise(c: TrialConfig) -> TrialConfig:
-    """Resolve stage fractions to whole epochs so `stage_plan()` is exact and hashing is stable."""
+    """Resolve the run length and stage fractions to whole epochs or steps, and the method's
+    recipe into every None-valued optimiser and head setting, so a config says everything it
+    trains with, `stage_plan()` is exact and hashing is stable."""
+    c = resolve_recipe(c)
     if isinstance(c.resolution, int):
+        if c.steps is None and c.epochs is None:
+            c = dataclasses.replace(c, epochs=DEFAULT_EPOCHS)
         return c
     stages = c.resolution
-    if stages[0].epochs is not None:
-        return dataclasses.replace(c, epochs=sum(int(s.epochs or 0) for s in stages))
-    counts = [max(1, round((s.fraction or 0) * c.epochs)) for s in stages]
-    counts[-1] = max(1, c.epochs - sum(counts[:-1]))
-    resolved = tuple(Stage(resolution=s.resolution, epochs=n) for s, n in zip(stages, counts))
-    return dataclasses.replace(c, resolution=resolved, epochs=sum(counts))
+    for unit in ("epochs", "steps"):
+        if getattr(stages[0], unit) is not None:  # the stages set the run length
+            total = sum(int(getattr(s, unit)) for s in stages)
+            return dataclasses.replace(c, epochs=total if unit == "epochs" else None, steps=total if unit == "steps" else None)
+    unit = "steps" if c.steps is not None else "epochs"
+    total = int(c.steps if c.steps is not None else (c.epochs or DEFAULT_EPOCHS))
+    counts = [max(1, round((s.fraction or 0) * total)) for s in stages]
+    counts[-1] = max(1, total - sum(counts[:-1]))
+    resolved = tuple(Stage(resolution=s.resolution, **{unit: n}) for s, n in zip(stages, counts))
+    total = sum(counts)
+    return dataclasses.replace(c, resolution=resolved, epochs=total if unit == "epochs" else None, steps=total if unit == "steps" else None)

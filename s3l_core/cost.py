@@ -24,13 +24,13 @@ def train_step_flops(
     params: MethodConfig,
     in_channels: int,
     num_classes: int,
-    stem_size: int,
+    stem: str,
     resolution: int,
     batch_size: int,
 ) -> float:
     """FLOPs of one optimisation step (forward and backward through both views)."""
     with torch.device("meta"):
-        encoder = build_resnet(backbone.depth, backbone.width, backbone.stages, in_channels, stem_size)
+        encoder = build_resnet(backbone.depth, backbone.width, backbone.stages, in_channels, stem)
         model = build_method(method, encoder, params, num_classes)
         views = [torch.empty(batch_size, in_channels, resolution, resolution) for _ in range(2)]
         labels = torch.zeros(batch_size, dtype=torch.long)
@@ -41,10 +41,10 @@ def train_step_flops(
 
 
 @lru_cache(maxsize=256)
-def forward_flops_per_image(backbone: BackboneConfig, in_channels: int, stem_size: int, resolution: int) -> float:
+def forward_flops_per_image(backbone: BackboneConfig, in_channels: int, stem: str, resolution: int) -> float:
     """FLOPs of one encoder forward pass for one image (evaluation features)."""
     with torch.device("meta"):
-        encoder = build_resnet(backbone.depth, backbone.width, backbone.stages, in_channels, stem_size)
+        encoder = build_resnet(backbone.depth, backbone.width, backbone.stages, in_channels, stem)
         x = torch.empty(1, in_channels, resolution, resolution)
     encoder.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():

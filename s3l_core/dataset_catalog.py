@@ -20,6 +20,7 @@ class DatasetShape:
     native_size: int
     num_classes: int
     test_images: int = 0  # the evaluation split; sized so the cost model can count evaluation FLOPs
+    unlabeled_images: int = 0  # pre-training only (STL-10)
 
 
 BUILTIN_SHAPES: dict[str, DatasetShape] = {
@@ -27,7 +28,7 @@ BUILTIN_SHAPES: dict[str, DatasetShape] = {
     "fashion-mnist-sample": DatasetShape(10000, 1, 28, 10, 2000),
     "cifar10": DatasetShape(50000, 3, 32, 10, 10000),
     "cifar100": DatasetShape(50000, 3, 32, 100, 10000),
-    "stl10": DatasetShape(5000, 3, 96, 10, 8000),
+    "stl10": DatasetShape(5000, 3, 96, 10, 8000, 100000),
     "digits": DatasetShape(1438, 1, 8, 10, 359),
 }
 DATASET_NAMES: tuple[str, ...] = tuple(BUILTIN_SHAPES)

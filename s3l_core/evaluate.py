@@ -79,21 +79,20 @@ def knn_flops(num_train: int, num_test: int, dim: int) -> float:
 def linear_probe_top1(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
-    test_features: torch.Tensor,
-    test_labels: torch.Tensor,
+    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
     steps: int = 100,
     weight_decay: float = 1e-4,
-) -> tuple[float, float]:
+) -> tuple[dict[str, float], float]:
     """Multinomial logistic regression on standardised frozen features, fit with full-batch L-BFGS.
 
-    Returns (top-1 accuracy, FLOPs spent fitting). Full-batch L-BFGS is deterministic and,
-    on precomputed features, needs no learning-rate tuning.
+    Returns ({name: top-1 accuracy on each of `eval_sets` (features, labels)}, FLOPs spent
+    fitting). Full-batch L-BFGS is deterministic and, on precomputed features, needs no
+    learning-rate tuning.
     """
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    num_classes = int(max([train_labels.max()] + [labels.max() for _, labels in eval_sets.values()])) + 1
     mean = train_features.mean(0, keepdim=True)
     std = train_features.std(0, keepdim=True).clamp_min(1e-6)
     x_train = (train_features - mean) / std
-    x_test = (test_features - mean) / std
     y_train = train_labels.to(x_train.device)
     layer = torch.nn.Linear(x_train.shape[1], num_classes).to(x_train.device)
     torch.nn.init.zeros_(layer.weight)
@@ -111,9 +110,22 @@ def linear_probe_top1(
 
     with torch.enable_grad():
         optimiser.step(closure)
+    accuracies = {}
     with torch.no_grad():
-        predictions = layer(x_test).argmax(1)
-    accuracy = float((predictions == test_labels.to(predictions.device)).float().mean())
+        for name, (features, labels) in eval_sets.items():
+            predictions = layer((features - mean) / std).argmax(1)
+            accuracies[name] = float((predictions == labels.to(predictions.device)).float().mean())
     # forward + backward of one linear layer over the training set per closure call
     flops = evaluations * 6.0 * len(x_train) * x_train.shape[1] * num_classes
-    return accuracy, flops
+    return accuracies, flops
+
+
+@torch.no_grad()
+def effective_rank(features: torch.Tensor) -> float:
+    """Effective rank (Roy & Vetterli, 2007) of a feature matrix: exp of the entropy of its
+    normalised singular values. Near 1 when features collapse to one direction; at most the
+    feature dimension."""
+    singular = torch.linalg.svdvals(features.double().cpu())
+    p = singular / singular.sum().clamp_min(1e-12)
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))

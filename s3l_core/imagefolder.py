@@ -1,9 +1,12 @@
 """`imagefolder:PATH` datasets: PATH/train/<class>/<image> and PATH/val/<class>/<image>.
 
 Images are decoded once, resized (shorter side) and center-cropped to one square
-size, and cached as uint8 tensors under `cache_dir()/imagefolder/`. The cache key
-covers the folder, every file's path, size and mtime, and the requested size, so
-editing the folder rebuilds the cache and a second load decodes nothing.
+size, and cached as uint8 tensors under `cache_dir()/imagefolder/`. That size belongs to the
+dataset, not to a trial: the images' own size when they are all one square size, else
+`DEFAULT_IMAGE_SIZE`, or the trial config's `image_size`. Every arm of a study then crops
+its views from, and is evaluated on, the same images. The cache key covers the folder, every
+file's path, size and mtime, and the size, so editing the folder rebuilds the cache and a
+second load decodes nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from s3l_core.data import DatasetError, ImageDataset, cache_dir, exclusive_lock
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
-DEFAULT_RESOLUTION = 64
+DEFAULT_IMAGE_SIZE = 96  # STL-10's size: large enough for 64 px arms, small enough to hold in memory
 CACHE_FORMAT_VERSION = 1
 
 
@@ -40,12 +43,12 @@ class ImageHeader:
     height: int
 
 
-def load_imagefolder(root: pathlib.Path, max_resolution: int | None, name: str | None = None) -> ImageDataset:
+def load_imagefolder(root: pathlib.Path, image_size: int | None, name: str | None = None) -> ImageDataset:
     """Load PATH/train and PATH/val (as the test split), from the cache when it is current."""
     root = root.expanduser().resolve()
     name = name or f"imagefolder:{root}"
     classes, train_files, val_files = list_imagefolder(root, name)
-    cache_path = cache_dir() / "imagefolder" / f"{cache_key(root, train_files + val_files, max_resolution)}.pt"
+    cache_path = cache_dir() / "imagefolder" / f"{cache_key(root, train_files + val_files, image_size)}.pt"
     cached = _read_cache(cache_path, name)
     if cached is not None:
         return cached
@@ -53,7 +56,7 @@ def load_imagefolder(root: pathlib.Path, max_resolution: int | None, name: str |
         cached = _read_cache(cache_path, name)  # another process may have built it meanwhile
         if cached is not None:
             return cached
-        dataset = _decode_dataset(name, classes, train_files, val_files, max_resolution)
+        dataset = _decode_dataset(name, classes, train_files, val_files, image_size)
         _write_cache(cache_path, dataset)
     return dataset
 
@@ -96,8 +99,8 @@ def _image_files(split_dir: pathlib.Path, present: tuple[str, ...], classes: tup
     return files
 
 
-def cache_key(root: pathlib.Path, files: list[ImageFile], max_resolution: int | None) -> str:
-    digest = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}\n{root}\n{max_resolution}\n".encode())
+def cache_key(root: pathlib.Path, files: list[ImageFile], image_size: int | None) -> str:
+    digest = hashlib.sha256(f"v{CACHE_FORMAT_VERSION}\n{root}\n{image_size}\n".encode())
     for image in files:
         stat = image.path.stat()
         digest.update(f"{image.path.relative_to(root)}\t{stat.st_size}\t{stat.st_mtime_ns}\t{image.label}\n".encode())
@@ -142,13 +145,13 @@ def _decode_dataset(
     classes: tuple[str, ...],
     train_files: list[ImageFile],
     val_files: list[ImageFile],
-    max_resolution: int | None,
+    image_size: int | None,
 ) -> ImageDataset:
     files = train_files + val_files
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL releases the GIL
         headers = list(pool.map(lambda f: read_header(f.path), files))
         grayscale = all(h.mode in GRAYSCALE_MODES for h in headers)
-        size = max_resolution or _native_square_size(headers) or DEFAULT_RESOLUTION
+        size = image_size or _native_square_size(headers) or DEFAULT_IMAGE_SIZE
         images = np.empty((len(files), 1 if grayscale else 3, size, size), dtype=np.uint8)
 
         def decode_into(index: int) -> None:

@@ -1,9 +1,12 @@
 """One pre-training trial: `train(config) -> TrialResult`.
 
-The dataset lives on the training device as uint8; every batch's two views are made
-there in a few batched tensor ops (DESIGN.md: per-sample CPU augmentation is the usual
-bottleneck). All randomness comes from two explicit generators whose states are saved
-in each epoch's checkpoint, so a resumed run on the CPU reproduces an uninterrupted one.
+The pre-training images live on the training device as uint8; every batch's two views are
+made there in a few batched tensor ops (docs/design.md: per-sample CPU augmentation is the
+usual bottleneck). The run follows `s3l_core.schedule` (stages with their own warm-up and
+cosine, reported in rounds) and is evaluated by `s3l_core.protocol` (validation kNN while
+training; test, linear probe, fine-tuning and floors once at the end). All randomness comes
+from explicit generators whose states are saved in each round's checkpoint, so a resumed
+run on the CPU reproduces an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,35 +22,53 @@ from typing import Any
 
 import torch
 
-from s3l_core.backbone import SMALL_STEM_BELOW, build_resnet
+from s3l_core.backbone import build_resnet, stem_for
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from s3l_core.config import TrialConfig
-from s3l_core.cost import forward_flops_per_image, train_step_flops
-from s3l_core.data import ImageDataset, channel_stats, load_dataset, stratified_subset
-from s3l_core.evaluate import extract_features, knn_flops, knn_top1, linear_probe_top1, pixel_features
+from s3l_core.cost import train_step_flops
+from s3l_core.data import ImageDataset, channel_stats, load_dataset
 from s3l_core.methods import SSLMethod, build_method
+from s3l_core.optim import build_optimizer
+from s3l_core.protocol import Evaluator, FinalMetrics, Floors
+from s3l_core.schedule import RunPlan, plan_run
+from s3l_core.splits import trial_splits
 from s3l_core.views import make_views, preset_for
 
 
 @dataclass(frozen=True)
 class EpochRecord:
-    epoch: int  # 1-based
+    """One round of training (an epoch of the pre-training subset, or of the pool in steps mode)."""
+
+    epoch: int  # 1-based round
+    step: int  # optimiser steps done at the end of the round
     resolution: int
     loss: float
     lr: float
-    knn_top1: float | None  # None on epochs without evaluation
+    knn_val_top1: float | None  # None on rounds without evaluation
     train_pflops_cum: float
     wall_s_cum: float
     img_per_s: float
+    final: bool = False  # the last round of the run
 
 
 @dataclass(frozen=True)
 class TrialResult:
-    knn_top1: float
-    knn_top1_best: float
+    knn_top1: float  # test split, once at the end
+    knn_val_top1: float
+    knn_top1_best: float  # best validation kNN over the run's evaluations
     linear_top1: float | None
-    knn_pixels_top1: float | None
+    linear_val_top1: float | None
+    finetune_top1: float | None
+    finetune_val_top1: float | None
+    knn_pixels_top1: float | None  # floors, test split
     knn_random_top1: float | None
+    knn_val_pixels_top1: float | None  # floors, validation split
+    knn_val_random_top1: float | None
+    feature_rank: float
+    test_size: int
+    val_size: int
+    pretrain_images: int
+    steps: int
     train_pflops: float
     eval_pflops: float
     wall_s: float
@@ -59,7 +80,7 @@ class TrialResult:
     resumed_from_epoch: int  # 0 for a fresh start
 
     def metrics(self) -> dict[str, Any]:
-        """Flat final metrics and costs (no per-epoch records)."""
+        """Flat final metrics and costs (no per-round records)."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "epochs"}
         out["total_pflops"] = self.train_pflops + self.eval_pflops
         return out
@@ -77,63 +98,35 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
-    """Linear warm-up then cosine decay to zero, per step."""
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def _config_identity(config: TrialConfig) -> dict[str, Any]:
     """The parts of a config that must match for a checkpoint to be resumed."""
     return {k: v for k, v in config.to_dict().items() if k not in ("device", "compile", "data_dir", "download")}
 
 
-class _Evaluator:
-    """Frozen-feature evaluation of one encoder on the full train and test splits."""
+class BatchStream:
+    """Batches of indices drawn from seeded permutations of the pool, one after another; a
+    new permutation starts when fewer than a batch remain (drop-last). Its position is part
+    of each checkpoint, so a run in steps crosses permutation boundaries the same way resumed."""
 
-    def __init__(self, config: TrialConfig, data: ImageDataset, mean: torch.Tensor, std: torch.Tensor, device: torch.device):
-        self.config = config
-        self.data = data
-        self.mean, self.std = mean, std
-        self.device = device
-        self.resolution = config.eval.resolution or data.native_size
-        self.stem_size = config.max_resolution
-        per_image = forward_flops_per_image(config.backbone, data.channels, self.stem_size, self.resolution)
-        self.feature_pass_flops = per_image * (len(data.train_images) + len(data.test_images))
+    def __init__(self, size: int, batch_size: int, generator: torch.Generator):
+        self.size, self.batch_size, self.generator = size, batch_size, generator
+        self.permutation = torch.empty(0, dtype=torch.int64)
+        self.cursor = 0
 
-    def features(self, encoder: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        extract = lambda images: extract_features(encoder, images, self.resolution, self.mean, self.std, self.device)  # noqa: E731
-        return extract(self.data.train_images), extract(self.data.test_images)
+    def next(self) -> torch.Tensor:
+        if self.cursor + self.batch_size > len(self.permutation):
+            self.permutation = torch.randperm(self.size, generator=self.generator)
+            self.cursor = 0
+        batch = self.permutation[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return batch
 
-    def knn(self, train_features: torch.Tensor, test_features: torch.Tensor) -> tuple[float, float]:
-        """(accuracy, FLOPs of the similarity search)."""
-        e = self.config.eval
-        accuracy = knn_top1(train_features, self.data.train_labels, test_features, self.data.test_labels, e.knn_k, e.knn_temperature)
-        return accuracy, knn_flops(len(train_features), len(test_features), train_features.shape[1])
+    def state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "permutation": self.permutation, "cursor": self.cursor}
 
-    def floors(self) -> tuple[float, float]:
-        """(raw-pixel kNN, random-encoder kNN): what no pre-training reaches.
-
-        The same for every trial that shares dataset, architecture, evaluation settings and
-        seed, so a process that runs many trials (a reused Ray actor) computes them once.
-        """
-        c, e = self.config, self.config.eval
-        key = (self.data.name, c.data_dir, c.backbone, self.stem_size < SMALL_STEM_BELOW, self.resolution, c.seed, e.knn_k, e.knn_temperature, self.device.type)
-        if key not in _FLOOR_CACHE:
-            pixel_train = pixel_features(self.data.train_images, self.resolution, self.mean, self.std, self.device)
-            pixel_test = pixel_features(self.data.test_images, self.resolution, self.mean, self.std, self.device)
-            pixels, _ = self.knn(pixel_train, pixel_test)
-            torch.manual_seed(c.seed)
-            b = c.backbone
-            random_encoder = build_resnet(b.depth, b.width, b.stages, self.data.channels, self.stem_size).to(self.device).eval()
-            random, _ = self.knn(*self.features(random_encoder))
-            _FLOOR_CACHE[key] = (pixels, random)
-        return _FLOOR_CACHE[key]
-
-
-_FLOOR_CACHE: dict[tuple[Any, ...], tuple[float, float]] = {}
+    def load(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.permutation, self.cursor = state["permutation"], state["cursor"]
 
 
 def train(
@@ -145,28 +138,30 @@ def train(
 ) -> TrialResult:
     """Pre-train one encoder as `config` says and evaluate it.
 
-    After each epoch a checkpoint is written atomically to `checkpoint_dir/checkpoint.pt`
+    After each round a checkpoint is written atomically to `checkpoint_dir/checkpoint.pt`
     (when given) and `on_epoch(record, checkpoint_path)` is called. `resume_from` (a
     checkpoint path or loaded state) continues an interrupted run.
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
-    data = dataset or load_dataset(config.dataset, config.data_dir, config.download, config.max_resolution)
-    subset = stratified_subset(data.train_labels, config.data_fraction, config.seed)
-    train_images = data.train_images[subset].to(device)
-    train_labels = data.train_labels[subset].to(device)
-    mean_list, std_list = channel_stats(data.train_images)
+    data = dataset or load_dataset(config.dataset, config.data_dir, config.download, config.image_size)
+    splits = trial_splits(data, config.eval.val_fraction, config.data_fraction, config.seed, labelled_only=config.method == "supervised")
+    plan = plan_run(config, splits.pretrain_size, splits.full_pool_size)
+    pretrain_images = splits.pretrain_images.to(device)
+    pretrain_labels = splits.pretrain_labels.to(device)
+    mean_list, std_list = channel_stats(splits.pretrain_images)
     mean = torch.tensor(mean_list, device=device)
     std = torch.tensor(std_list, device=device)
+    stem = stem_for(data.native_size, config.backbone.stem)
 
     torch.manual_seed(config.seed)
-    encoder = build_resnet(config.backbone.depth, config.backbone.width, config.backbone.stages, data.channels, config.max_resolution)
-    model: SSLMethod = build_method(config.method, encoder, config.method_params, data.num_classes).to(device)
+    b = config.backbone
+    encoder = build_resnet(b.depth, b.width, b.stages, data.channels, stem)
+    model: SSLMethod = build_method(config.method, encoder, config.method_params, data.num_classes, num_train_images=splits.pretrain_size).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.SGD(trainable, lr=config.optimizer.lr, momentum=config.optimizer.momentum, weight_decay=config.optimizer.weight_decay)
-    order_rng = torch.Generator().manual_seed(config.seed)
+    optimiser = build_optimizer(model, config.optimizer)
+    stream = BatchStream(splits.pretrain_size, plan.batch_size, torch.Generator().manual_seed(config.seed))
     view_rng = torch.Generator(device=device).manual_seed(config.seed + 1)
     loss_fn = model.loss
     if config.compile:
@@ -174,135 +169,166 @@ def train(
         # recompile limit and silently fall back to eager.
         torch._dynamo.reset()
         loss_fn = torch.compile(model.loss)
-    preset = preset_for(config.method, config.augment)
-    evaluator = _Evaluator(config, data, mean, std, device)
-
-    batch_size = min(config.batch_size, len(subset))
-    steps_per_epoch = len(subset) // batch_size
-    total_steps = steps_per_epoch * config.epochs
-    warmup_steps = steps_per_epoch * config.optimizer.warmup_epochs
-    plan = [res for res, n in config.stage_plan() for _ in range(n)]  # resolution of each epoch
+    presets = {res: preset_for(config.method, config.augment, res) for res, _ in config.stage_plan()}
+    step_flops = {
+        res: train_step_flops(config.method, b, config.method_params, data.channels, data.num_classes, stem, res, plan.batch_size)
+        for res in presets
+    }
+    evaluator = Evaluator(config, splits, stem, data.native_size, mean, std, device)
 
     history: list[EpochRecord] = []
-    start_epoch, eval_flops, train_s, elapsed_before = 0, 0.0, 0.0, 0.0
-    floors: tuple[float, float] | None = None
+    start_round, eval_flops, train_s, elapsed_before = 0, 0.0, 0.0, 0.0
+    final: dict[str, Any] | None = None
     if resume_from is not None:
         state = load_checkpoint(resume_from) if isinstance(resume_from, Path) else resume_from
         if state.get("config") != _config_identity(config):
             raise CheckpointError("checkpoint was written by a different trial config; refusing to resume from it")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
-        order_rng.set_state(state["order_rng"])
+        stream.load(state["stream"])
         view_rng.set_state(state["view_rng"])
         history = [EpochRecord(**r) for r in state["history"]]
-        start_epoch, eval_flops, train_s, elapsed_before = state["epoch"], state["eval_flops"], state["train_s"], state["wall_s"]
-        floors = tuple(state["floors"]) if state.get("floors") else None  # type: ignore[assignment]
+        start_round, eval_flops, train_s, elapsed_before = state["epoch"], state["eval_flops"], state["train_s"], state["wall_s"]
+        final = state.get("final")
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     train_flops = history[-1].train_pflops_cum * 1e15 if history else 0.0
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, config.epochs):
-        resolution = plan[epoch]
-        step_flops = train_step_flops(config.method, config.backbone, config.method_params, data.channels, data.num_classes, config.max_resolution, resolution, batch_size)
+    lr = 0.0
+    for round_index in range(start_round, plan.rounds):
+        first_step = round_index * plan.steps_per_round
+        last_step = min(plan.total_steps, first_step + plan.steps_per_round)
         model.train()
-        epoch_start = time.perf_counter()
-        permutation = torch.randperm(len(subset), generator=order_rng).to(device)
+        round_start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
-            lr = learning_rate(step, total_steps, warmup_steps, config.optimizer.lr)
+        for step in range(first_step, last_step):
+            stage, local_step = plan.stage_at(step)
+            if local_step == 0 and step > 0:
+                optimiser.state.clear()  # a new stage starts afresh from the checkpoint, as S3L's continued pre-training
+            lr = plan.learning_rate(step)
             for group in optimiser.param_groups:
                 group["lr"] = lr
-            index = permutation[i * batch_size : (i + 1) * batch_size]
-            view1, view2 = make_views(train_images[index], resolution, preset, mean, std, view_rng)
+            index = stream.next().to(device)
+            view1, view2 = make_views(pretrain_images[index], stage.resolution, presets[stage.resolution], mean, std, view_rng)
             if device.type == "cuda":
                 view1 = view1.contiguous(memory_format=torch.channels_last)
                 view2 = view2.contiguous(memory_format=torch.channels_last)
             with autocast:
-                loss = loss_fn(view1, view2, train_labels[index])
+                loss = loss_fn(view1, view2, pretrain_labels[index])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            model.after_step((step + 1) / total_steps)
+            model.after_step((step + 1) / plan.total_steps)
             loss_sum += loss.detach().float()
-            step += 1
-        epoch_loss = float(loss_sum) / steps_per_epoch  # one host sync per epoch
-        if not math.isfinite(epoch_loss):
-            raise FloatingPointError(f"training loss became {epoch_loss} in epoch {epoch + 1}; lower optimizer.lr")
-        epoch_train_s = time.perf_counter() - epoch_start
-        train_s += epoch_train_s
-        train_flops += step_flops * steps_per_epoch
+            train_flops += step_flops[stage.resolution]
+        steps_done = last_step - first_step
+        round_loss = float(loss_sum) / steps_done  # one host sync per round
+        if not math.isfinite(round_loss):
+            raise FloatingPointError(f"training loss became {round_loss} in round {round_index + 1}; lower optimizer.lr")
+        round_train_s = time.perf_counter() - round_start
+        train_s += round_train_s
 
-        knn = None
-        if (epoch + 1) % config.eval.every == 0 or epoch + 1 == config.epochs:
+        is_last = round_index + 1 == plan.rounds
+        knn_val = None
+        if is_last:
             model.eval()
-            train_features, test_features = evaluator.features(model.encoder)
-            knn, search_flops = evaluator.knn(train_features, test_features)
-            eval_flops += evaluator.feature_pass_flops + search_flops
+            metrics, flops = evaluator.final(model.encoder)
+            eval_flops += flops
+            floors = evaluator.floors() if config.eval.floors else None  # reference points, not this trial's cost
+            final = {"metrics": dataclasses.asdict(metrics), "floors": dataclasses.asdict(floors) if floors else None}
+            knn_val = metrics.knn_val_top1
+        elif (round_index + 1) % config.eval.every == 0:
+            model.eval()
+            knn_val, flops = evaluator.monitor(model.encoder)
+            eval_flops += flops
         record = EpochRecord(
-            epoch=epoch + 1,
-            resolution=resolution,
-            loss=epoch_loss,
+            epoch=round_index + 1,
+            step=last_step,
+            resolution=plan.stage_at(last_step - 1)[0].resolution,
+            loss=round_loss,
             lr=lr,
-            knn_top1=knn,
+            knn_val_top1=knn_val,
             train_pflops_cum=train_flops / 1e15,
             wall_s_cum=elapsed_before + time.perf_counter() - started,
-            img_per_s=steps_per_epoch * batch_size / epoch_train_s,
+            img_per_s=steps_done * plan.batch_size / round_train_s,
+            final=is_last,
         )
         history.append(record)
-        is_last = epoch + 1 == config.epochs
-        linear = None
-        if is_last:
-            # Final-only evaluation lives in the last checkpoint too, so a resume never redoes it.
-            if config.eval.linear_probe:
-                linear, probe_flops = linear_probe_top1(train_features, data.train_labels.to(device), test_features, data.test_labels.to(device))
-                eval_flops += probe_flops
-            if config.eval.floors and floors is None:
-                floors = evaluator.floors()  # reference points, not counted in this trial's cost
         checkpoint_path = None
         if checkpoint_dir is not None:
             checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
             save_checkpoint(
                 {
                     "config": _config_identity(config),
-                    "epoch": epoch + 1,
+                    "epoch": round_index + 1,
                     "model": model.state_dict(),
                     "optimizer": optimiser.state_dict(),
-                    "order_rng": order_rng.get_state(),
+                    "stream": stream.state(),
                     "view_rng": view_rng.get_state(),
                     "history": [dataclasses.asdict(r) for r in history],
                     "eval_flops": eval_flops,
                     "train_s": train_s,
                     "wall_s": elapsed_before + time.perf_counter() - started,
-                    "floors": list(floors) if floors else None,
-                    "linear_top1": linear,
+                    "final": final,
                 },
                 checkpoint_path,
             )
         if on_epoch is not None:
             on_epoch(record, checkpoint_path)
 
-    if start_epoch >= config.epochs:  # resumed from the final checkpoint: nothing left to train
-        state = load_checkpoint(resume_from) if isinstance(resume_from, Path) else resume_from  # type: ignore[arg-type]
-        linear = state.get("linear_top1")
-    evaluated = [r.knn_top1 for r in history if r.knn_top1 is not None]
-    images_trained = steps_per_epoch * batch_size * len(history)
+    if final is None:
+        raise CheckpointError("the run ended without its final evaluation; its last checkpoint is incomplete")
+    wall_s = elapsed_before + time.perf_counter() - started
+    sizes = (len(splits.test_labels), len(splits.val_labels), splits.pretrain_size)
+    return _result(config, *sizes, plan, history, final, train_flops, eval_flops, train_s, wall_s, device, start_round)
+
+
+def _result(
+    config: TrialConfig,
+    test_size: int,
+    val_size: int,
+    pretrain_size: int,
+    plan: RunPlan,
+    history: list[EpochRecord],
+    final: dict[str, Any],
+    train_flops: float,
+    eval_flops: float,
+    train_s: float,
+    wall_s: float,
+    device: torch.device,
+    start_round: int,
+) -> TrialResult:
+    m = FinalMetrics(**final["metrics"])
+    f = Floors(**final["floors"]) if final.get("floors") else None
+    evaluated = [r.knn_val_top1 for r in history if r.knn_val_top1 is not None]
+    images_trained = plan.total_steps * plan.batch_size
     return TrialResult(
-        knn_top1=evaluated[-1],
+        knn_top1=m.knn_top1,
+        knn_val_top1=m.knn_val_top1,
         knn_top1_best=max(evaluated),
-        linear_top1=linear,
-        knn_pixels_top1=floors[0] if floors else None,
-        knn_random_top1=floors[1] if floors else None,
+        linear_top1=m.linear_top1,
+        linear_val_top1=m.linear_val_top1,
+        finetune_top1=m.finetune_top1,
+        finetune_val_top1=m.finetune_val_top1,
+        knn_pixels_top1=f.test_pixels if f else None,
+        knn_random_top1=f.test_random if f else None,
+        knn_val_pixels_top1=f.val_pixels if f else None,
+        knn_val_random_top1=f.val_random if f else None,
+        feature_rank=m.feature_rank,
+        test_size=test_size,
+        val_size=val_size,
+        pretrain_images=pretrain_size,
+        steps=plan.total_steps,
         train_pflops=train_flops / 1e15,
         eval_pflops=eval_flops / 1e15,
-        wall_s=elapsed_before + time.perf_counter() - started,
+        wall_s=wall_s,
         train_s=train_s,
         img_per_s=images_trained / train_s if train_s else 0.0,
         peak_mem_mb=_peak_memory_mb(device),
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         epochs=tuple(history),
-        resumed_from_epoch=start_epoch,
+        resumed_from_epoch=start_round,
     )
 
 

@@ -27,10 +27,12 @@ from torch import Tensor
 
 from .config import AugmentConfig
 
-# SimCLR's blur: sigma in [0.1, 2.0] px at 224 px. Sigma scales with the view's resolution,
-# so the same preset blurs a 32 px view as much, relative to its size, as a 224 px one.
+# Blur as MoCo v2 / torchvision's GaussianBlur: sigma in [0.1, 2.0] pixels of the output view.
+# (Scaling sigma down with the view made it a no-op below ~64 px: under 0.0003 of a pixel
+# value at 32 px.) Small views drop the presets' blur instead, as SimCLR's CIFAR recipe does;
+# an explicit `augment.blur: true` keeps it at any size.
 BLUR_SIGMA = (0.1, 2.0)
-BLUR_REFERENCE_RESOLUTION = 224
+PRESET_BLUR_MIN_RESOLUTION = 64
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 # Columns of the per-view random draw, in the order they are used.
 _SCALE, _RATIO, _CX, _CY, _FLIP, _JITTER, _BRIGHT, _CONTRAST, _SAT, _HUE, _GRAY, _BLUR, _SIGMA, _SOLAR = range(14)
@@ -71,12 +73,14 @@ DEFAULT_BLUR_PROB = (0.5, 0.5)
 DEFAULT_JITTER_PROB = 0.8
 
 
-def preset_for(method: str, augment: AugmentConfig) -> AugmentPreset:
-    """The method's preset with every non-None field of `augment` applied."""
+def preset_for(method: str, augment: AugmentConfig, resolution: int) -> AugmentPreset:
+    """The method's preset for views of `resolution` px, with every non-None field of `augment` applied."""
     if method not in PRESETS:
         raise ValueError(f"no augmentation preset for method '{method}'; known: {', '.join(PRESETS)}")
     preset = PRESETS[method]
     changes: dict[str, object] = {}
+    if resolution < PRESET_BLUR_MIN_RESOLUTION:
+        changes["blur_prob"] = (0.0, 0.0)
     if augment.min_scale is not None:
         changes["min_scale"] = augment.min_scale
         changes["max_scale"] = max(preset.max_scale, augment.min_scale)
@@ -87,8 +91,8 @@ def preset_for(method: str, augment: AugmentConfig) -> AugmentPreset:
     if augment.blur is not None:
         if not augment.blur:
             changes["blur_prob"] = (0.0, 0.0)
-        elif not any(preset.blur_prob):
-            changes["blur_prob"] = DEFAULT_BLUR_PROB
+        else:
+            changes["blur_prob"] = preset.blur_prob if any(preset.blur_prob) else DEFAULT_BLUR_PROB
     return dataclasses.replace(preset, **changes)
 
 
@@ -139,7 +143,7 @@ def _augment(x: Tensor, resolution: int, preset: AugmentPreset, view: int, gener
         gray = (u[:, _GRAY] < preset.grayscale_prob).view(-1, 1, 1, 1)
         out = torch.where(gray, _luma(out).expand_as(out), out)
     if preset.blur_prob[view] > 0:
-        out = _gaussian_blur(out, resolution, preset.blur_prob[view], u)
+        out = _gaussian_blur(out, preset.blur_prob[view], u)
     if preset.solarize_prob[view] > 0:
         solarize = (u[:, _SOLAR] < preset.solarize_prob[view]).view(-1, 1, 1, 1)
         out = torch.where(solarize & (out >= 0.5), 1 - out, out)
@@ -213,12 +217,11 @@ def _rotate_hue(x: Tensor, hue: Tensor) -> Tensor:
     return torch.einsum("nij,njhw->nihw", matrix, x)
 
 
-def _gaussian_blur(x: Tensor, resolution: int, prob: float, u: Tensor) -> Tensor:
-    """Separable blur with a per-sample sigma as one depthwise conv over all N*C planes."""
+def _gaussian_blur(x: Tensor, prob: float, u: Tensor) -> Tensor:
+    """Separable blur with a per-sample sigma (output pixels) as one depthwise conv over all N*C planes."""
     n, c, height, width = x.shape
-    scale = resolution / BLUR_REFERENCE_RESOLUTION
-    lo, hi = BLUR_SIGMA[0] * scale, BLUR_SIGMA[1] * scale
-    radius = max(1, math.ceil(3 * hi))
+    lo, hi = BLUR_SIGMA
+    radius = min(max(1, math.ceil(3 * hi)), (min(height, width) - 1) // 2 or 1)
     sigma = lo + (hi - lo) * u[:, _SIGMA]
     # A vanishing sigma turns a sample's kernel into a unit impulse: unblurred, without a branch.
     sigma = torch.where(u[:, _BLUR] < prob, sigma, 1e-6)

@@ -1,28 +1,68 @@
-"""Predict a trial's cost before it runs.
+"""Predict a trial's cost before it runs: FLOPs (train + evaluation), then wall time and
+device-hours on the CPU of this machine and on the GPU kinds of docs/BENCHMARKS.md.
 
-The prediction scales one measured reference (the FLOPs of a width-1.0 step at 32 px for
-the same depth, stage count and method) by width squared, resolution squared and the
-number of images: the textbook scaling of a convolutional network. The trainer measures
-the exact FLOPs of each step, so the report can show how far this rule of thumb is off
-(the stem, the projector and the loss do not scale this way).
+Train FLOPs scale one measured reference (the FLOPs of a width-1.0 step at 32 px for the
+same depth, stage count and method) by width squared, resolution squared and the number of
+images: the textbook scaling of a convolutional network. Evaluation FLOPs are counted the
+way the trainer counts them (a feature pass over the train and test splits at each kNN
+evaluation, the kNN similarity matmul, the linear probe), so the prediction, the budget
+(`budget.pflops`) and the ledger all mean the same thing: train + evaluation FLOPs, the
+trainer's `total_pflops`. The trainer measures the exact FLOPs of each step, so the report
+can show how far this rule of thumb is off (the stem, the projector and the loss do not
+scale this way).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from s3l_core.config import TrialConfig
-from s3l_core.cost import train_step_flops
+
+if TYPE_CHECKING:
+    from s3l_core.schedule import RunPlan
+from s3l_core.cost import forward_flops_per_image, train_step_flops
 from s3l_core.dataset_catalog import BUILTIN_SHAPES
 
 REFERENCE_RESOLUTION = 32
 REFERENCE_BATCH = 256
-# Effective throughput of the s3l_core step on one H100 (DESIGN.md: ResNet-18, 32 px,
-# two views, ~54k img/s = ~24 TFLOP/s counted). Used only to turn PFLOPs into GPU-hours.
+# Effective throughput of the s3l_core step on one H100 (docs/design.md, "Cost"): ResNet-18,
+# 32 px, two views, ~54k img/s = ~24 TFLOP/s counted. An assumption until bench/gpu.sh has
+# run on a GPU (docs/BENCHMARKS.md, "GPU figures").
 ASSUMED_GPU_TFLOPS = 24.0
+LINEAR_PROBE_CLOSURE_CALLS = 100  # L-BFGS max_iter in s3l_core.evaluate.linear_probe_top1 (an upper bound)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+@dataclass(frozen=True)
+class TrialCost:
+    """Predicted FLOPs of one trial, in PFLOPs; `total` is what budgets and the ledger count."""
+
+    train_pflops: float
+    eval_pflops: float
+
+    @property
+    def total_pflops(self) -> float:
+        return self.train_pflops + self.eval_pflops
+
+
+@dataclass(frozen=True)
+class DeviceRate:
+    """Effective TFLOP/s of the s3l_core trainer on one device kind, and where the figure comes from."""
+
+    name: str
+    tflops: float
+    source: str
+    is_gpu: bool
+
+
+GPU_RATES: tuple[DeviceRate, ...] = (
+    DeviceRate("H100", ASSUMED_GPU_TFLOPS, "assumed (docs/BENCHMARKS.md: GPU figures not yet measured)", True),
+    DeviceRate("H200", ASSUMED_GPU_TFLOPS, "assumed, as H100 (same bf16 peak; not yet measured)", True),
+)
 
 
 def dataset_shape(name: str) -> tuple[int, int, int]:
@@ -36,22 +76,99 @@ def dataset_shape(name: str) -> tuple[int, int, int]:
     return shape.train_images, shape.channels, shape.num_classes
 
 
+def _eval_shape(name: str) -> tuple[int, int, int]:
+    """(train images, test images, native size) as the evaluation sees them."""
+    if name.startswith("imagefolder:"):
+        root = Path(name.split(":", 1)[1])
+        count = lambda split: sum(1 for c in (root / split).glob("*/*") if c.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
+        return count("train"), count("val"), REFERENCE_RESOLUTION
+    shape = BUILTIN_SHAPES[name]
+    return shape.train_images, shape.test_images, shape.native_size
+
+
+def _stem_argument(config: TrialConfig) -> str:
+    """The stem the cost references are counted with: the dataset's, as the trainer builds it
+    (one place for the stem rule)."""
+    from s3l_core.backbone import stem_for
+
+    return stem_for(_eval_shape(config.dataset)[2], config.backbone.stem)
+
+
+def run_plan(config: TrialConfig) -> "RunPlan":
+    """The trainer's step plan for `config`, from the dataset's shape (classes taken as equal in size)."""
+    from s3l_core.schedule import plan_run
+
+    images, _, classes = dataset_shape(config.dataset)
+    unlabelled = 0 if config.dataset.startswith("imagefolder:") or config.method == "supervised" else BUILTIN_SHAPES[config.dataset].unlabeled_images
+    per_class = images / classes
+    bank_per_class = per_class - max(1, round(config.eval.val_fraction * per_class))
+    bank = max(1, round(bank_per_class * classes))
+    subset = classes * max(1, round(config.data_fraction * bank_per_class))
+    if unlabelled:
+        subset += max(1, round(config.data_fraction * unlabelled))
+    return plan_run(config, subset, bank + unlabelled)
+
+
 def predicted_train_pflops(config: TrialConfig) -> float:
+    plan = run_plan(config)
+    batch = plan.batch_size
     images, channels, classes = dataset_shape(config.dataset)
-    subset = sum(max(1, round(config.data_fraction * images / classes)) for _ in range(classes))
-    batch = min(config.batch_size, subset)
-    steps_per_epoch = subset // batch
     reference_backbone = replace(config.backbone, width=1.0)
     reference = train_step_flops(
-        config.method, reference_backbone, config.method_params, channels, classes, REFERENCE_RESOLUTION, REFERENCE_RESOLUTION, REFERENCE_BATCH
+        config.method, reference_backbone, config.method_params, channels, classes, _stem_argument(config), REFERENCE_RESOLUTION, REFERENCE_BATCH
     )
     per_image = reference / REFERENCE_BATCH * config.backbone.width**2
-    total = sum(per_image * (res / REFERENCE_RESOLUTION) ** 2 * batch * steps_per_epoch * epochs for res, epochs in config.stage_plan())
+    total = sum(per_image * (stage.resolution / REFERENCE_RESOLUTION) ** 2 * batch * stage.steps for stage in plan.stages)
     return total / 1e15
+
+
+def _feature_dim(config: TrialConfig) -> int:
+    from s3l_core.backbone import BASE_CHANNELS, LAYOUTS
+
+    block, _ = LAYOUTS[config.backbone.depth]
+    return max(1, round(BASE_CHANNELS * config.backbone.width * 2 ** (config.backbone.stages - 1))) * block.expansion
+
+
+def evaluations(config: TrialConfig) -> int:
+    """kNN evaluations of a trial: every `eval.every` rounds, and always after the last."""
+    rounds = run_plan(config).rounds
+    return rounds // config.eval.every + (0 if rounds % config.eval.every == 0 else 1)
+
+
+def predicted_eval_pflops(config: TrialConfig) -> float:
+    """Evaluation FLOPs as the trainer counts them (reference floors are not counted)."""
+    train_images, test_images, native = _eval_shape(config.dataset)
+    _, channels, classes = dataset_shape(config.dataset)
+    resolution = config.eval.resolution or native
+    reference = forward_flops_per_image(replace(config.backbone, width=1.0), channels, _stem_argument(config), REFERENCE_RESOLUTION)
+    per_image = reference * config.backbone.width**2 * (resolution / REFERENCE_RESOLUTION) ** 2
+    dim = _feature_dim(config)
+    knn = 2.0 * train_images * test_images * dim
+    per_evaluation = per_image * (train_images + test_images) + knn
+    probe = LINEAR_PROBE_CLOSURE_CALLS * 6.0 * train_images * dim * classes if config.eval.linear_probe else 0.0
+    return (evaluations(config) * per_evaluation + probe) / 1e15
+
+
+def predicted_cost(config: TrialConfig) -> TrialCost:
+    return TrialCost(predicted_train_pflops(config), predicted_eval_pflops(config))
 
 
 def predicted_gpu_hours(pflops: float, gpu_fraction: float) -> float:
     """GPU-hours held at `gpu_fraction`, assuming a packed small trial runs near its solo speed
-    (DESIGN.md: 4 packed 16 px trials gave 3.9x the throughput of one)."""
+    (docs/design.md, "Cost": 4 packed 16 px trials gave 3.9x the throughput of one)."""
     seconds = pflops * 1e15 / (ASSUMED_GPU_TFLOPS * 1e12)
     return seconds / 3600 * gpu_fraction
+
+
+def predicted_seconds(pflops: float, rate: DeviceRate) -> float:
+    """Wall seconds of `pflops` at a device's effective rate (start-up and data loading apart)."""
+    return pflops * 1e15 / (rate.tflops * 1e12)
+
+
+def concurrent_trials(max_concurrent: int, cpus_per_trial: float, gpu_per_trial: float, rate: DeviceRate, cpu_count: int) -> int:
+    """Trials running at once on one machine of this kind (one GPU, or this machine's CPUs)."""
+    if rate.is_gpu:
+        per_device = math.floor(1 / gpu_per_trial) if 0 < gpu_per_trial <= 1 else 1
+    else:
+        per_device = max(1, math.floor(cpu_count / max(cpus_per_trial, 1e-9)))
+    return max(1, min(max_concurrent, per_device))

@@ -12,10 +12,12 @@ from s3l_core.atomic import write_atomic
 from sweeper.store import Store
 
 METRIC_COLUMNS = (
-    "knn_top1", "knn_top1_best", "linear_top1", "knn_pixels_top1", "knn_random_top1",
+    "knn_top1", "knn_val_top1", "knn_top1_best", "linear_top1", "linear_val_top1", "finetune_top1", "finetune_val_top1",
+    "knn_pixels_top1", "knn_random_top1", "knn_val_pixels_top1", "knn_val_random_top1",
+    "feature_rank", "test_size", "val_size", "pretrain_images", "steps",
     "train_pflops", "eval_pflops", "total_pflops", "wall_s", "train_s", "img_per_s", "peak_mem_mb",
 )  # fmt: skip
-EPOCH_COLUMNS = ("trial_id", "epoch", "resolution", "loss", "lr", "knn_top1", "train_pflops_cum", "wall_s_cum", "img_per_s")
+EPOCH_COLUMNS = ("trial_id", "epoch", "step", "resolution", "loss", "lr", "knn_val_top1", "train_pflops_cum", "wall_s_cum", "img_per_s")
 
 
 def schedule_label(resolution: int | list[dict[str, Any]]) -> str:
@@ -41,6 +43,7 @@ def result_row(record: dict[str, Any]) -> dict[str, Any]:
     resolution = config.pop("resolution")
     row: dict[str, Any] = {"trial_id": record["trial_id"], "status": record["status"], "error": record.get("error")}
     row.update(flatten(config))
+    row["steps_config"] = row.pop("steps", None)  # the run-length knob; `steps` is what was trained
     row["resolution"] = resolution if isinstance(resolution, int) else max(s["resolution"] for s in resolution)
     row["resolution_schedule"] = schedule_label(resolution)
     metrics = record.get("metrics") or {}
@@ -69,7 +72,7 @@ def results_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def epochs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     rows = [{"trial_id": r["trial_id"], **e} for r in records for e in (r.get("epochs") or [])]
     frame = pd.DataFrame(rows, columns=list(EPOCH_COLUMNS))
-    frame["knn_top1"] = pd.to_numeric(frame["knn_top1"], errors="coerce").astype("float64")
+    frame["knn_val_top1"] = pd.to_numeric(frame["knn_val_top1"], errors="coerce").astype("float64")
     return frame
 
 

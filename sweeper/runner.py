@@ -6,8 +6,12 @@ config); points whose id has a finished record in the store are never launched a
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import os
+import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,8 +29,9 @@ from sweeper.provenance import provenance
 from sweeper.results import write_tables
 from sweeper.space import points as sweep_points
 from sweeper.space import to_ray_space
-from sweeper.store import Store, StoreError, write_json
+from sweeper.store import Store, StoreError, store_root, write_json
 from sweeper.study import Study
+from sweeper.study_schema import selection_metric
 from sweeper.trainable import (
     BUDGET_LEDGER,
     EPOCH_RECORD_KEY,
@@ -52,22 +57,66 @@ class RunSummary:
     report: Path | None
 
 
-def store_root(study: Study, storage: str | None = None) -> Path:
-    return (Path(storage or study.storage) / study.name).resolve()
+EMBEDDED = "local"  # the address that means this process's own Ray, like no address at all
+CONNECT_TIMEOUT_S = 5.0
+# errno values that mean "the store cannot take more writes", not a bug
+STORE_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class ClusterError(RuntimeError):
+    """The Ray cluster to attach to cannot be reached or joined."""
 
 
 def cluster_address(study: Study, address: str | None) -> str | None:
-    return address or os.environ.get("RAY_ADDRESS") or study.cluster.address
+    """The cluster to attach to (`--address`, else RAY_ADDRESS, else cluster.address), or None
+    for an embedded Ray; `local` also means embedded."""
+    chosen = address or os.environ.get("RAY_ADDRESS") or study.cluster.address
+    return None if not chosen or chosen.strip() == EMBEDDED else chosen.strip()
 
 
 def connect(address: str | None) -> None:
-    """Attach to a cluster, or start an embedded Ray bound to loopback with no dashboard."""
+    """Attach to a cluster, or start an embedded Ray bound to loopback with no dashboard.
+
+    An unreachable address fails within seconds with one line (`ClusterError`), instead of
+    Ray's minutes of retries and its traceback.
+    """
     if ray.is_initialized():
         return
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
+    if not address:
         start_local_ray(log_to_driver=True)
+        return
+    check_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except Exception as exc:  # noqa: BLE001 (Ray raises ConnectionError, RuntimeError, AuthenticationError ...)
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}; {_connect_hint()}") from None
+
+
+def check_reachable(address: str) -> None:
+    """Raise `ClusterError` unless `HOST:PORT` (or `ray://HOST:PORT`) accepts a TCP connection."""
+    if address == "auto":
+        return  # Ray looks up the cluster this machine belongs to
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"Ray address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT, auto or local")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {reason}; check the host name and port, "
+                           "that `ray start --head` runs there, and that no firewall blocks the port") from None
+
+
+def _connect_hint() -> str:
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return ("a `ray start` cluster of Ray 2.60 uses token authentication: export RAY_AUTH_MODE=token and the "
+                "cluster's token (RAY_AUTH_TOKEN, or the file ~/.ray/auth_token from the head) here, then run again")
+    return "check that RAY_AUTH_TOKEN (or ~/.ray/auth_token) holds the head node's token and that this Ray version matches the cluster's"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 def available_resources(address: str | None) -> dict[str, float]:
@@ -162,12 +211,13 @@ class StudyProgress(tune.Callback):
 
 
 def _metrics_of_curve(curve: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a stopped trial reached: its last evaluated and best kNN, and its cost so far."""
+    """What a stopped trial reached: its last evaluated and best validation kNN, and its cost
+    so far (no test numbers: the test split is evaluated only at the end of a run)."""
     if not curve:
         return {}
-    evaluated = [e["knn_top1"] for e in curve if e["knn_top1"] is not None]
+    evaluated = [e["knn_val_top1"] for e in curve if e.get("knn_val_top1") is not None]
     return {
-        "knn_top1": evaluated[-1] if evaluated else None,
+        "knn_val_top1": evaluated[-1] if evaluated else None,
         "knn_top1_best": max(evaluated) if evaluated else None,
         "train_pflops": curve[-1]["train_pflops_cum"],
         "wall_s": curve[-1]["wall_s_cum"],
@@ -191,8 +241,8 @@ def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    metrics = list(study.objectives)
-    modes = [study.objectives[m] for m in metrics]
+    modes = list(study.objectives.values())
+    metrics = [selection_metric(m) for m in study.objectives]  # validation numbers, never test
     if algorithm == "optuna-tpe":
         metrics, modes = metrics[:1], modes[:1]
         sampler = optuna.samplers.TPESampler(seed=study.search.seed)
@@ -230,9 +280,13 @@ def _fail_abandoned_optuna_trials(storage: Any, name: str) -> None:
 def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True) -> RunSummary:
     root = store_root(study, storage)
     store = Store(root)
+    report_dir = (Path(study.report) / study.name).resolve() if report else None
     connect(cluster_address(study, address))
     check_capacity(study)  # before the store exists: a refused study leaves nothing behind
     with store.lock():
+        check_writable(root, "the study store")  # before hours of training, not after
+        if report_dir is not None:
+            check_writable(report_dir, "the report folder")
         write_atomic(root / "study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
         write_json(root / "provenance.json", provenance(ray.cluster_resources()))
         context = _context(study, root)
@@ -256,14 +310,23 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         try:
             if launched:
                 _tuner(study, store, context, searcher, param_space, num_samples, total, reused).fit()
+            check_writable(root, "the study store")  # trials that met a full disk failed: say why
             state = "finished"
+            results = _finish(store, state, report_dir)
         except KeyboardInterrupt:
             state = "interrupted"
+            _finish_quietly(store, state, report_dir)
             raise
-        finally:
-            results = _finish(store, state, report, study)
+        except Exception as exc:  # noqa: BLE001 (a full store shows up as any of Ray's, Tune's or our errors)
+            fault = _store_fault(exc, root, report_dir)
+            if fault is None:
+                _finish_quietly(store, state, report_dir)
+                raise
+            _write_state(root, f"failed: {fault}")
+            kept = len(store.finished_ids())
+            raise StoreError(f"{fault}; the {kept} finished trials are kept in {root}: free space (or fix permissions) and `run` again to finish the study") from None
         counts = results["status"].value_counts() if len(results) else {}
-        report_path = (Path(study.report) / study.name / "index.html").resolve() if report else None
+        report_path = report_dir / "index.html" if report_dir is not None else None
         return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), report_path)
 
 
@@ -274,9 +337,9 @@ def _tuner(
     if study.scheduler.type == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        metric = next(iter(study.objectives))
+        objective = next(iter(study.objectives))
         scheduler = ASHAScheduler(
-            time_attr="epoch", metric=metric, mode=study.objectives[metric],
+            time_attr="epoch", metric=selection_metric(objective), mode=study.objectives[objective],
             max_t=10**6, grace_period=study.scheduler.grace_period, reduction_factor=study.scheduler.reduction_factor,
         )  # fmt: skip
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
@@ -307,12 +370,64 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _finish(store: Store, state: str, report: bool, study: Study) -> pd.DataFrame:
-    """Whatever happened, leave consistent tables, a state marker and (if asked) a report."""
+def _finish(store: Store, state: str, report_dir: Path | None) -> pd.DataFrame:
+    """Leave consistent tables, a state marker and (if asked) a report."""
     results = write_tables(store)
-    write_json(store.root / "state.json", {"state": state, "at": _now()})
-    if report:
+    _write_state(store.root, state)
+    if report_dir is not None:
         from sweeper.report import write_report
 
-        write_report(store.root, (Path(study.report) / study.name).resolve())
+        write_report(store.root, report_dir)
     return results
+
+
+def _finish_quietly(store: Store, state: str, report_dir: Path | None) -> None:
+    """`_finish` on the way out of an error: the first error is the one to report."""
+    try:
+        _finish(store, state, report_dir)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not write the tables, state or report of %s: %s", store.root, _first_line(exc))
+        _write_state(store.root, state)
+
+
+def _write_state(root: Path, state: str) -> None:
+    """state.json, atomically; on a full disk, in place (truncating first frees the space it needs)."""
+    value = {"state": state, "at": _now()}
+    try:
+        write_json(root / "state.json", value)
+    except OSError:
+        try:
+            with open(root / "state.json", "w") as handle:
+                handle.write(json.dumps(value))
+        except OSError as exc:
+            log.warning("could not record state %r in %s: %s", state, root, exc.strerror)
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """Raise `StoreError` unless a file (a few KB, synced) can be written and removed in `directory`."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-") as probe:
+            probe.write(b"\0" * 16384)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise StoreError(f"cannot write to {what} {directory}: {exc.strerror or exc}") from None
+
+
+def _store_fault(exc: BaseException, root: Path, report_dir: Path | None) -> str | None:
+    """Why the store or report folder cannot be written, if that is what ended the run."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreError):
+            return str(seen)
+        if isinstance(seen, OSError) and seen.errno in STORE_FULL_ERRNOS:
+            return f"cannot write to {seen.filename or root}: {seen.strerror}"
+        seen = seen.__cause__ or seen.__context__
+    for directory, what in ((root, "the study store"), (report_dir, "the report folder")):
+        try:
+            if directory is not None:
+                check_writable(directory, what)
+        except StoreError as fault:
+            return str(fault)
+    return None

@@ -22,10 +22,18 @@ from s3l_core.config import DEPTHS, METHOD_NAMES, Stage, TrialConfig
 # ------------------------------------------------------------------------------ constants
 
 OBJECTIVE_METRICS = (
-    "knn_top1", "knn_top1_best", "linear_top1",
+    "knn_top1", "knn_top1_best", "linear_top1", "finetune_top1",
     "train_pflops", "eval_pflops", "total_pflops", "wall_s", "gpu_hours",
 )
-EPOCH_METRICS = ("knn_top1",)  # reported every epoch, so ASHA can stop on them
+EPOCH_METRICS = ("knn_top1",)  # its validation counterpart is reported every round, so ASHA can stop on it
+# An objective names the test-split number the report states; Ray's schedulers and searchers
+# optimise its validation counterpart, so no decision ever reads the test split.
+SELECTION_METRICS = {"knn_top1": "knn_val_top1", "linear_top1": "linear_val_top1", "finetune_top1": "finetune_val_top1"}
+
+
+def selection_metric(objective: str) -> str:
+    """The metric Ray optimises for a study objective: validation for accuracies, else itself."""
+    return SELECTION_METRICS.get(objective, objective)
 ALGORITHMS = ("grid", "random", "optuna-tpe", "optuna-nsga2")
 SCHEDULERS = ("none", "asha")
 SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "int")

@@ -105,17 +105,17 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     def report_epoch(record: EpochRecord, checkpoint_path: Path | None) -> None:
         nonlocal last_knn
-        if record.epoch == trial_config.epochs:
-            # The last epoch is reported once the record is written: a scheduler that stops the
+        if record.final:
+            # The last round is reported once the record is written: a scheduler that stops the
             # trial on this report must not lose a finished trial.
             return
-        if record.knn_top1 is not None:
-            last_knn = record.knn_top1
+        if record.knn_val_top1 is not None:
+            last_knn = record.knn_val_top1
         metrics = {
             "trial_id": tid,
             "epoch": record.epoch,
             "loss": record.loss,
-            "knn_top1": last_knn,  # carried forward: schedulers need the metric in every report
+            "knn_val_top1": last_knn,  # carried forward: schedulers need the metric in every report
             "train_pflops": record.train_pflops_cum,
             "wall_s": record.wall_s_cum,
             EPOCH_RECORD_KEY: dataclasses.asdict(record),  # lets the driver keep a stopped trial's curve
@@ -128,14 +128,16 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         record = new_record(point, trial_config, context, "finished", node=_this_node())
         record.update(metrics=result.metrics(), epochs=[dataclasses.asdict(e) for e in result.epochs], resumed_from_corrupt=corrupt)
         store.write_record(record)
-        final = {**_objective_values(record["metrics"], context.gpu_fraction), "trial_id": tid, "epoch": trial_config.epochs, "loss": result.epochs[-1].loss}
+        final = {**_objective_values(record["metrics"], context.gpu_fraction), "trial_id": tid, "epoch": result.epochs[-1].epoch, "loss": result.epochs[-1].loss}
         has_checkpoint = (Path(scratch) / CHECKPOINT_NAME).exists()  # absent when resumed from a final checkpoint
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(scratch) if has_checkpoint else None)
 
 
 def _objective_values(metrics: dict[str, Any], gpu_fraction: float) -> dict[str, float]:
-    """Final metrics as floats (NaN when absent) so searchers always find their objectives."""
-    keys = ("knn_top1", "knn_top1_best", "linear_top1", "train_pflops", "eval_pflops", "total_pflops", "wall_s")
+    """Final metrics as floats (NaN when absent) so searchers always find their objectives.
+
+    Only validation accuracies reach Ray (`selection_metric`): test numbers stay in the store."""
+    keys = ("knn_val_top1", "knn_top1_best", "linear_val_top1", "finetune_val_top1", "train_pflops", "eval_pflops", "total_pflops", "wall_s")
     values = {k: float(metrics[k]) if metrics.get(k) is not None else float("nan") for k in keys}
     values["gpu_hours"] = values["wall_s"] / 3600.0 * gpu_fraction
     return values
