@@ -23,10 +23,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import s3l_core
 from s3l_core.atomic import write_atomic
+
+if TYPE_CHECKING:
+    from sweeper.study import Study
 
 # Keys that change where or how fast a trial runs, not what it computes.
 UNHASHED_KEYS = ("device", "data_dir", "download", "compile")
@@ -183,3 +186,8 @@ def record_shape_problem(record: Any, tid: str) -> str | None:
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join({dict: "object", list: "list", str: "string", type(None): "null"}.get(k, k.__name__) for k in kinds)
+
+
+def store_root(study: "Study", storage: str | None = None) -> Path:
+    """Where a study's store lives: `<storage>/<name>`, `storage` (e.g. `--storage`) overriding the study's."""
+    return (Path(storage or study.storage) / study.name).resolve()
