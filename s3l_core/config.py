@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -216,11 +217,18 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """`typing.get_type_hints` evaluates every annotation string on each call: a 10,000-trial
+    study builds 20,000 configs, so resolve each class once."""
+    return typing.get_type_hints(cls)
+
+
 def _build(cls: type, data: Any, path: str, problems: list[ConfigProblem]) -> Any:
     if not isinstance(data, dict):
         problems.append(ConfigProblem(path, f"expected a mapping, got {_describe(data)}"))
         return None
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = field_names(cls)
     for key in data:
         if key not in names:

@@ -33,6 +33,7 @@ BUILTIN_SHAPES: dict[str, DatasetShape] = {
 }
 DATASET_NAMES: tuple[str, ...] = tuple(BUILTIN_SHAPES)
 IMAGEFOLDER_PREFIX = "imagefolder:"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 
 
 def check_dataset_name(name: str) -> str | None:
@@ -49,3 +50,21 @@ def check_dataset_name(name: str) -> str | None:
     close = difflib.get_close_matches(name, DATASET_NAMES + (IMAGEFOLDER_PREFIX + "PATH",), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"unknown dataset {name!r}; {hint}known: {', '.join(DATASET_NAMES)}, imagefolder:PATH"
+
+
+def imagefolder_class_problem(root: pathlib.Path) -> str | None:
+    """Why an imagefolder's train/ cannot train a classifier (fewer than two classes, a class
+    without images), or None; counts folders and stops at each class's first image, so it is
+    cheap enough for study validation on the driver."""
+    train = root / "train"
+    if not train.is_dir():
+        return f"has no train/ folder at {train}"
+    classes = sorted(entry for entry in train.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if len(classes) < 2:
+        return f"{train} has {len(classes)} class folder{'s' if len(classes) != 1 else ''}; at least 2 are needed"
+
+    def has_image(folder: pathlib.Path) -> bool:
+        return any(f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file() for f in folder.rglob("*"))
+
+    empty = [c.name for c in classes if not has_image(c)]
+    return f"{train} has class folders without images: {', '.join(empty)}" if empty else None

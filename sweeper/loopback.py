@@ -25,8 +25,10 @@ def pin_ray_to_loopback() -> None:
 
 
 def start_local_ray(**kwargs) -> None:
-    """Start an embedded Ray bound to loopback with no dashboard (kwargs go to `ray.init`)."""
+    """Start a private Ray of this process, bound to loopback with no dashboard (kwargs go to
+    `ray.init`). `address="local"`: never attach to a cluster that `ray start` recorded on this
+    machine (or RAY_ADDRESS names); that is what `--address` is for."""
     import ray
 
     pin_ray_to_loopback()
-    ray.init(include_dashboard=False, _node_ip_address=LOOPBACK, **kwargs)
+    ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **kwargs)

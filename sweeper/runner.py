@@ -35,6 +35,7 @@ from sweeper.study_schema import selection_metric
 from sweeper.trainable import (
     BUDGET_LEDGER,
     EPOCH_RECORD_KEY,
+    FAILED_AT_ONCE_KEY,
     TrialContext,
     budget_spent,
     point_of,
@@ -171,6 +172,10 @@ class StudyProgress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.done += 1
         self._charge(trial)
+        error = (trial.last_result or {}).get(FAILED_AT_ONCE_KEY)
+        if error:  # a config or data error: its record is written, retrying cannot help
+            self.failed += 1
+            print(f"trial {trial.trial_id} failed (not retried): {error}", flush=True)
         curve = self.curves.pop(trial.trial_id, [])
         point = point_of(self.context, trial.config)
         if self.store.read_record(trial_id_for(self.context, point)) is None:

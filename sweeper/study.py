@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import itertools
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from s3l_core.config import (
     apply_overrides,
     did_you_mean,
 )
-from s3l_core.dataset_catalog import BUILTIN_SHAPES, check_dataset_name
+from s3l_core.dataset_catalog import BUILTIN_SHAPES, IMAGEFOLDER_PREFIX, check_dataset_name, imagefolder_class_problem
 from sweeper.space import ENUMERATED
 from sweeper.study_schema import (
     EPOCH_METRICS,
@@ -46,6 +47,11 @@ __all__ = [
     "Budget", "ClusterConfig", "FailureConfig", "Resources", "SchedulerConfig", "SearchConfig",
     "SpaceSpec", "Study", "StudyError", "StudyProblem", "load_study",
 ]
+
+# Caps that keep a study runnable and `validate`/`estimate` fast for anything accepted.
+MAX_TRIALS = 10_000
+MAX_RETRIES = 10  # a trial that failed this often will fail again
+MAX_SEED = 2**31 - 1  # what numpy, torch and parquet's int columns all take
 
 # ------------------------------------------------------------------------------ the Study
 
@@ -157,6 +163,9 @@ class StudyError(Exception):
         self.warnings = warnings  # found along the way; the study is refused anyway
         super().__init__("\n".join(str(p) for p in problems))
 
+    def __reduce__(self):  # pickles with its problems (the default would rebuild from the text)
+        return type(self), (self.problems, self.warnings)
+
 
 # ------------------------------------------------------------------------------ validation
 
@@ -227,7 +236,7 @@ class _Validator:
                 self.problem(path, f"is required ({doc.allowed})")
                 return None
             return copy.deepcopy(doc.default)
-        value = container[key]
+        value = _integral(container[key]) if doc.type == "integer" else container[key]
         message = doc.check(value) if doc.check else None
         if message:
             self.problem(path, message)
@@ -237,6 +246,7 @@ class _Validator:
     # ----------------------------------------------------------------- the whole file
 
     def run(self) -> Study | None:
+        self.check_finite(self.data, "")
         for key in self.data:
             if key not in TOP_LEVEL_KEYS:
                 self.problem(str(key), f"unknown key '{key}'" + did_you_mean(str(key), TOP_LEVEL_KEYS))
@@ -252,10 +262,11 @@ class _Validator:
         resources = self.check_resources(config)
         max_concurrent = self.value("max_concurrent", self.data)
         budget = self.check_budget()
-        failure = FailureConfig(self.value("failure.max_retries", self.section("failure")))
+        failure = self.check_failure()
         cluster = ClusterConfig(self.value("cluster.address", self.section("cluster")))
         storage = self.value("storage", self.data)
         report = self.value("report", self.data)
+        self.check_trial_count(space, seeds, search)
         if not self.problems and search.algorithm == "grid":
             self.check_grid_combinations(base, space)
         if isinstance(dataset, str):
@@ -276,10 +287,41 @@ class _Validator:
         if not isinstance(dataset, str):
             self.problem("dataset", f"{dataset!r} is not a string")
             return None
-        message = check_dataset_name(dataset)
+        message = check_dataset_name(dataset) or _imagefolder_problem(dataset)
         if message:
             self.problem("dataset", message)
         return dataset
+
+    # ----------------------------------------------------------------- anywhere in the file
+
+    def check_finite(self, value: Any, path: str) -> None:
+        """`.inf` and `.nan` are no valid value of any key; reported once, at their own line."""
+        if isinstance(value, float) and not math.isfinite(value):
+            self.doc.problems.append(StudyProblem(self.file, self.doc.line_of(path), path, f"{value} is not a finite number"))
+            self.doc.rejected.add(path)  # later checks of this key stay quiet
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.check_finite(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.check_finite(item, f"{path}[{i}]")
+
+    def check_failure(self) -> FailureConfig:
+        retries = self.value("failure.max_retries", self.section("failure"))
+        if is_int(retries) and retries > MAX_RETRIES:
+            self.problem("failure.max_retries", f"{retries} retries: at most {MAX_RETRIES} (crashes are retried; config and data errors fail at once)")
+            retries = MAX_RETRIES
+        return FailureConfig(retries)
+
+    def check_trial_count(self, space: dict[str, SpaceSpec], seeds: tuple[int, ...], search: SearchConfig) -> None:
+        """Counted, not enumerated, so a huge grid is refused at once."""
+        if search.algorithm == "grid":
+            count = math.prod(len(s.values) for s in space.values() if s.kind in ENUMERATED) * len(seeds)
+            if count > MAX_TRIALS:
+                self.problem("space", f"the grid makes {count:,} trials (every combination, times {len(seeds)} seeds); "
+                             f"a study may have at most {MAX_TRIALS:,}: split it into several studies")
+        elif search.num_samples > MAX_TRIALS:
+            self.problem("search.num_samples", f"{search.num_samples:,} samples: a study may have at most {MAX_TRIALS:,} trials")
 
     # ----------------------------------------------------------------- trial
 
@@ -296,6 +338,11 @@ class _Validator:
             self.problem("trial.seed", "set seeds with the top-level `seeds` list")
         base = {"dataset": dataset} if isinstance(dataset, str) else {}
         base.update((k, copy.deepcopy(v)) for k, v in raw.items() if k not in ("dataset", "seed"))
+        data_dir = raw.get("data_dir")
+        if isinstance(data_dir, str) and data_dir.strip():
+            message = _data_dir_problem(data_dir)
+            if message:
+                self.problem("trial.data_dir", message)
         try:
             return base, TrialConfig.from_dict(base)
         except ConfigError as exc:
@@ -313,9 +360,10 @@ class _Validator:
             self.problem("seeds", f"expected a non-empty list of seeds such as [0, 1, 2], got {seeds!r}")
             return (0,)
         ok = True
+        seeds = [_integral(s) for s in seeds]
         for i, s in enumerate(seeds):
-            if not is_int(s) or s < 0:
-                self.problem(f"seeds[{i}]", f"{s!r} is not a non-negative integer")
+            if not is_int(s) or not 0 <= s <= MAX_SEED:
+                self.problem(f"seeds[{i}]", f"{s!r} is not an integer from 0 to {MAX_SEED}")
                 ok = False
         for i, s in enumerate(seeds):
             if is_int(s) and seeds.index(s) != i:
@@ -338,6 +386,9 @@ class _Validator:
             if algorithm != "grid":
                 self.problem("search", f"num_samples is required for {algorithm} search (how many configurations to try)")
         seed = self.value("search.seed", section)
+        if is_int(seed) and seed > MAX_SEED:
+            self.problem("search.seed", f"{seed} is not an integer from 0 to {MAX_SEED}")
+            seed = 0
         return SearchConfig(algorithm, num_samples or 1, seed)
 
     # ----------------------------------------------------------------- space
@@ -439,7 +490,12 @@ class _Validator:
     def check_value(self, base: dict[str, Any], knob: str, vpath: str, value: Any) -> bool:
         """Does `value` at `knob` give a valid trial? Problems are reported at `vpath`."""
         if knob == "dataset" and isinstance(value, str):
-            message = check_dataset_name(value)
+            message = check_dataset_name(value) or _imagefolder_problem(value)
+            if message:
+                self.problem(vpath, message)
+                return False
+        if knob == "data_dir" and isinstance(value, str):
+            message = _data_dir_problem(value)
             if message:
                 self.problem(vpath, message)
                 return False
@@ -571,6 +627,27 @@ class _Validator:
                     check(f"space.{knob}.{spec.kind}[{i}]", _largest(v))
             else:
                 check(f"space.{knob}.{spec.kind}[1]", int(spec.values[1]))
+
+
+def _integral(value: Any) -> Any:
+    """2.0 -> 2, as trial keys (`epochs: 2.0`) accept it; anything else unchanged."""
+    return int(value) if isinstance(value, float) and math.isfinite(value) and value.is_integer() else value
+
+
+def _data_dir_problem(data_dir: str) -> str | None:
+    """Checked on the driver: on a cluster, data_dir must be mounted at the same path everywhere."""
+    if "\0" in data_dir:
+        return "contains a NUL byte"
+    if not Path(data_dir).expanduser().is_dir():
+        return f"folder {data_dir} does not exist on this machine"
+    return None
+
+
+def _imagefolder_problem(dataset: str) -> str | None:
+    if not dataset.startswith(IMAGEFOLDER_PREFIX):
+        return None
+    problem = imagefolder_class_problem(Path(dataset[len(IMAGEFOLDER_PREFIX) :]).expanduser())
+    return f"dataset {dataset!r}: {problem}" if problem else None
 
 
 def _largest(resolution: Any) -> int | None:

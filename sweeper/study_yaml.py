@@ -10,6 +10,7 @@ and any non-standard tag (`!!python/object:...`) is a problem instead of an obje
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,14 @@ def load_yaml(path: str | Path, max_bytes: int = MAX_STUDY_BYTES) -> YamlDocumen
 
     p = Path(path)
     try:
-        size = p.stat().st_size
+        info = p.stat()
     except OSError as exc:
         return fail(0, f"cannot read the study file: {exc.strerror or exc}")
-    if p.is_dir():
+    size = info.st_size
+    if stat.S_ISDIR(info.st_mode):
         return fail(0, "is a directory, not a study file")
+    if not stat.S_ISREG(info.st_mode):  # opening a FIFO blocks until a writer comes; a device never ends
+        return fail(0, "is not a regular file (a FIFO, device or socket), not a study file")
     if size > max_bytes:
         return fail(1, f"file is {_size(size)}; a study file may be at most {_size(max_bytes)}")
     try:

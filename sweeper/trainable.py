@@ -22,7 +22,9 @@ import torch
 from ray import tune
 
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from s3l_core.config import TrialConfig
+from s3l_core.config import ConfigError, TrialConfig
+from s3l_core.data import DatasetError
+from s3l_core.safe_pickle import UnsafePickleError
 from s3l_core.trainer import EpochRecord, train
 from sweeper.cost_model import predicted_train_pflops
 from sweeper.space import from_ray_config
@@ -45,6 +47,10 @@ class TrialContext:
 
 
 EPOCH_RECORD_KEY = "epoch_record"
+FAILED_AT_ONCE_KEY = "failed_at_once"  # in the last report of a trial that failed without retries
+# Errors a retry cannot fix (a bad config, missing or malformed data): the trial fails at once
+# with its record. Anything else (a crash, a lost node, OOM) raises, and Ray retries it.
+PERMANENT_ERRORS = (ConfigError, DatasetError, UnsafePickleError)
 BUDGET_METRICS = ("gpu_hours", "pflops")
 BUDGET_LEDGER = "budget.json"  # {metric: spent}, kept by the driver as trials end
 
@@ -124,7 +130,13 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         tune.report(metrics, checkpoint=checkpoint)
 
     with tempfile.TemporaryDirectory(prefix=f"s3l-{tid}-") as scratch:
-        result = train(trial_config, on_epoch=report_epoch, resume_from=state, checkpoint_dir=Path(scratch))
+        try:
+            result = train(trial_config, on_epoch=report_epoch, resume_from=state, checkpoint_dir=Path(scratch))
+        except PERMANENT_ERRORS as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            store.write_record(new_record(point, trial_config, context, "failed", error, _this_node()))
+            tune.report({**_objective_values({}, context.gpu_fraction), "trial_id": tid, FAILED_AT_ONCE_KEY: error})  # NaNs: searchers need every metric
+            return
         record = new_record(point, trial_config, context, "finished", node=_this_node())
         record.update(metrics=result.metrics(), epochs=[dataclasses.asdict(e) for e in result.epochs], resumed_from_corrupt=corrupt)
         store.write_record(record)

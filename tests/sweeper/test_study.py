@@ -230,3 +230,110 @@ def test_warnings_travel_with_a_refused_study(tmp_path: Path):
     with pytest.raises(StudyError) as info:
         load_study(path)
     assert any("upsampled" in w for w in info.value.warnings)
+
+
+def _project_exception_classes() -> set[type]:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import s3l_core
+    import sweeper
+
+    found = set()
+    for package in (s3l_core, sweeper):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith("__main__"):
+                continue
+            module = importlib.import_module(info.name)
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                if issubclass(cls, BaseException) and cls.__module__ == info.name:
+                    found.add(cls)
+    return found
+
+
+def test_every_project_exception_pickles_round_trip():
+    """Ray pickles a worker's exception to the driver: its text must survive (not 'd; a; t; a; ...')."""
+    import pickle
+
+    from s3l_core.checkpoint import CheckpointError
+    from s3l_core.config import ConfigError, ConfigProblem
+    from s3l_core.data import DatasetError
+    from s3l_core.safe_pickle import UnsafePickleError
+    from sweeper.cli import UserFacingError
+    from sweeper.runner import ClusterError
+    from sweeper.store import StoreError
+
+    samples = [
+        ConfigError([ConfigProblem("dataset", "unknown dataset 'x'"), ConfigProblem("epochs", "0 must be >= 1")]),
+        StudyError([StudyProblem("s.yaml", 3, "seeds[0]", "-1 is not a non-negative integer")], ("s.yaml:1 w: warn",)),
+        CheckpointError("checkpoint c.pt is unreadable"), DatasetError("dataset cifar10: data_dir /x does not exist"),
+        UnsafePickleError("refused to load posix.system"), UserFacingError("store busy"), StoreError("store full"),
+        ClusterError("cannot reach the Ray cluster at h:1"),
+    ]  # fmt: skip
+    private = {cls for cls in _project_exception_classes() if cls.__name__.startswith("_")}
+    assert _project_exception_classes() - private <= {type(s) for s in samples}, "add a sample of the new exception here"
+    for sample in samples:
+        copy = pickle.loads(pickle.dumps(sample))
+        assert type(copy) is type(sample) and str(copy) == str(sample)
+        assert getattr(copy, "problems", None) == getattr(sample, "problems", None)
+
+
+def test_integral_floats_are_accepted_for_study_and_trial_integers_alike(tmp_path: Path):
+    path = _write(tmp_path, VALID.replace("trial: {epochs: 2}", "trial: {epochs: 2.0}") + "max_concurrent: 2.0\nseeds: [0.0, 1]\nfailure: {max_retries: 1.0}\n")
+    study = load_study(path)
+    assert study.max_concurrent == 2 and isinstance(study.max_concurrent, int)
+    assert study.trial_config().epochs == 2 and study.seeds == (0, 1) and study.failure.max_retries == 1
+
+
+def _imagefolder(root: Path, classes: dict[str, int]) -> Path:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("L", (8, 8), color=i * 40).save(root / split / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("classes", "expect"),
+    [({"only": 3}, "has 1 class folder; at least 2 are needed"), ({"cat": 2, "dog": 0}, "class folders without images: dog")],
+    ids=["one_class", "empty_class"],
+)
+def test_imagefolder_with_one_class_or_an_empty_class_is_refused(tmp_path: Path, classes: dict[str, int], expect: str):
+    folder = _imagefolder(tmp_path / "images", classes)
+    path = _write(tmp_path, VALID.replace("dataset: fashion-mnist-sample", f"dataset: imagefolder:{folder}"))
+    problems = _problems(path)
+    assert [(p.key_path, p.line) for p in problems] == [("dataset", 2)] and expect in problems[0].message
+    _imagefolder(tmp_path / "good", {"cat": 1, "dog": 1})
+    load_study(_write(tmp_path, VALID.replace("dataset: fashion-mnist-sample", f"dataset: imagefolder:{tmp_path / 'good'}"), "good.yaml"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_device_given_as_a_study_is_refused_without_blocking(tmp_path: Path, kind: str):
+    import os
+    import subprocess
+    import sys
+
+    path = Path("/dev/zero")
+    if kind == "fifo":
+        path = tmp_path / "study.yaml"
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    done = subprocess.run([sys.executable, "-m", "sweeper", "validate", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {path}: is not a regular file (a FIFO, device or socket), not a study file"
+
+
+def test_a_grid_at_the_trial_cap_validates_fast_and_one_over_it_is_refused(tmp_path: Path):
+    import time
+
+    widths = ", ".join(str(0.125 * i) for i in range(1, 101))
+    fractions = ", ".join(str(round(0.01 * i, 2)) for i in range(1, 101))
+    at_cap = VALID + f"space:\n  backbone.width: {{grid: [{widths}]}}\n  data_fraction: {{grid: [{fractions}]}}\n"
+    started = time.perf_counter()
+    assert len(load_study(_write(tmp_path, at_cap)).space) == 2  # 10,000 trials: accepted
+    assert time.perf_counter() - started < 20
+    problems = _problems(_write(tmp_path, at_cap + "seeds: [0, 1]\n", "over.yaml"))
+    assert any(p.key_path == "space" and "20,000 trials" in p.message for p in problems)
