@@ -4,6 +4,16 @@ All methods push both views through the networks as one concatenated batch, so b
 statistics span the 2N samples (as in SimCLR) and a step launches half the kernels.
 Momentum (target) networks are registered submodules with `requires_grad=False`: they are
 in `state_dict()` and outside the optimiser.
+
+Heads follow each method's reference; their sizes come resolved in `MethodConfig` from
+`s3l_core.recipes` (hidden sizes scaled with the backbone width):
+- SimCLR: Linear-BN-ReLU-Linear (SimCLR; solo-learn's CIFAR recipe).
+- MoCo v2: Linear-ReLU-Linear with biases and no BN (facebookresearch/moco `--mlp`).
+- BYOL: projector and predictor Linear-BN-ReLU-Linear, predictor hidden `predictor_hidden_dim`.
+- SimSiam: projector with BN on every layer and a non-affine BN on its output; 2 layers on
+  the small-image (CIFAR) stem, as the SimSiam paper's CIFAR experiments, 3 layers on the
+  ImageNet stem, as its ImageNet model; predictor Linear-BN-ReLU-Linear with the bottleneck
+  `predictor_hidden_dim` (512 at width 1.0).
 """
 
 from __future__ import annotations
@@ -21,14 +31,20 @@ from .config import MethodConfig
 from .losses import byol_loss, moco_infonce, nt_xent, simsiam_loss
 
 
-def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False) -> nn.Sequential:
-    """Linear-BN-ReLU hidden layers then a linear output (with a non-affine BN if `last_bn`, as SimSiam's projector)."""
+def mlp(
+    in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False, hidden_bn: bool = True
+) -> nn.Sequential:
+    """Linear-BN-ReLU hidden layers (Linear-ReLU without `hidden_bn`, as MoCo v2's head) then a
+    linear output (with a non-affine BN if `last_bn`, as SimSiam's projector)."""
     if num_layers < 1:
         raise ValueError(f"num_layers {num_layers} must be >= 1")
     layers: list[nn.Module] = []
     dim = in_dim
     for _ in range(num_layers - 1):
-        layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+        if hidden_bn:  # a bias before BN is cancelled by it
+            layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+        else:
+            layers += [nn.Linear(dim, hidden_dim), nn.ReLU(inplace=True)]
         dim = hidden_dim
     layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
     if last_bn:
@@ -92,12 +108,28 @@ def with_split_batch_norm(module: nn.Module, max_groups: int) -> nn.Module:
     return module
 
 
+def head_sizes(params: MethodConfig, *names: str) -> list[int]:
+    """The resolved head sizes `names` of `params`; a None means the recipe was never applied."""
+    sizes = [getattr(params, name) for name in names]
+    missing = [name for name, size in zip(names, sizes) if size is None]
+    if missing:
+        raise ValueError(
+            f"method_params.{', '.join(missing)} not set: build configs with TrialConfig.from_dict "
+            "or s3l_core.config.resolve_recipe, which fill them from the method's recipe"
+        )
+    return sizes
+
+
 class SSLMethod(nn.Module, abc.ABC):
-    """A training objective around `encoder`, the backbone whose features are evaluated."""
+    """A training objective around `encoder`, the backbone whose features are evaluated.
+
+    `num_classes` is read only by the supervised reference, `num_train_images` (the size of
+    the pre-training set) only by MoCo, whose queue it caps.
+    """
 
     encoder: ResNet
 
-    def __init__(self, encoder: ResNet, params: MethodConfig):
+    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.params = params
@@ -113,9 +145,10 @@ class SSLMethod(nn.Module, abc.ABC):
 class SimCLR(SSLMethod):
     """SimCLR (Chen et al., 2020, arXiv 2002.05709): encoder + MLP projector, NT-Xent over 2N-2 negatives."""
 
-    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0):
+    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
-        self.projector = mlp(encoder.feature_dim, params.hidden_dim, params.projection_dim)
+        hidden, projection = head_sizes(params, "hidden_dim", "projection_dim")
+        self.projector = mlp(encoder.feature_dim, hidden, projection)
 
     def forward(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
         z1, z2 = self.projector(self.encoder(torch.cat([view1, view2]))).chunk(2)
@@ -128,30 +161,54 @@ class SimCLR(SSLMethod):
 class MoCoV2(SSLMethod):
     """MoCo v2 (Chen et al., 2020, arXiv 2003.04297), symmetrised, in one process.
 
-    A query encoder+projector, a key encoder+projector updated as an EMA with momentum
-    `params.ema`, and a queue of `params.queue_size` past keys as negatives. Multi-GPU shuffle
-    BN is impossible in one process, so, as in the official MoCo CIFAR-10 demo, the key network
-    normalises the batch in up to `KEY_BN_GROUPS` separate groups (`SplitBatchNorm`): a key's
-    batch statistics then come from a different set of samples than its query's, which blunts
-    the BN shortcut through which a positive can be recognised (MoCo, section 3.3). The query
-    encoder keeps ordinary batch norm, so the evaluated encoder is a plain ResNet.
+    A query encoder + Linear-ReLU-Linear head (no BN, as facebookresearch/moco's `--mlp`), a
+    key encoder + head updated as an EMA with momentum `params.ema`, and a queue of past keys
+    as negatives: `params.queue_size` of them, capped at the number of pre-training images so
+    the queue cannot hold several keys of one image.
+
+    Shuffle BN in one process, as the official MoCo CIFAR-10 demo: the key network normalises
+    the batch in up to `KEY_BN_GROUPS` interleaved groups (`SplitBatchNorm`, the demo's 8
+    simulated GPUs), and the key batch is shuffled before the key encoder and un-shuffled
+    after (the demo's `_batch_shuffle_single_gpu`), so the samples that share a key's batch
+    statistics are a random set, unrelated to its query's. Without that a positive pair can be
+    recognised through the statistics it shares (MoCo, section 3.3). The query encoder keeps
+    ordinary batch norm over the whole batch (the demo splits it too), so the evaluated
+    encoder is a plain ResNet. The shuffle draws from the module's own generator, seeded from
+    the global one when the module is built and saved in `state_dict()`, so a resumed run
+    shuffles as the uninterrupted one would.
     """
 
     KEY_BN_GROUPS = 8
 
-    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0):
+    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
-        self.projector = mlp(encoder.feature_dim, params.hidden_dim, params.projection_dim)
+        hidden, projection = head_sizes(params, "hidden_dim", "projection_dim")
+        self.projector = mlp(encoder.feature_dim, hidden, projection, hidden_bn=False)
         self.key_encoder = with_split_batch_norm(frozen_copy(encoder), self.KEY_BN_GROUPS)
         self.key_projector = with_split_batch_norm(frozen_copy(self.projector), self.KEY_BN_GROUPS)
-        self.register_buffer("queue", F.normalize(torch.randn(params.queue_size, params.projection_dim), dim=1))
+        queue_size = params.queue_size if num_train_images is None else max(1, min(params.queue_size, num_train_images))
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, projection), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        seed = int(torch.randint(2**62, (1,), device="cpu"))  # from the global generator: a trial's seed fixes it
+        self.shuffle_generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def get_extra_state(self) -> Tensor:
+        return self.shuffle_generator.get_state()
+
+    def set_extra_state(self, state: Tensor) -> None:
+        self.shuffle_generator.set_state(state.cpu())
+
+    @torch.no_grad()
+    def keys(self, images: Tensor) -> Tensor:
+        """Key-network outputs of `images`, computed on a shuffled batch and returned in the input order."""
+        shuffle = torch.randperm(len(images), generator=self.shuffle_generator, device="cpu").to(images.device, non_blocking=True)
+        keys = self.key_projector(self.key_encoder(images[shuffle]))
+        return keys[torch.argsort(shuffle)]
 
     def forward(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         both = torch.cat([view1, view2])
         q1, q2 = self.projector(self.encoder(both)).chunk(2)
-        with torch.no_grad():
-            k1, k2 = self.key_projector(self.key_encoder(both)).chunk(2)
+        k1, k2 = self.keys(both).chunk(2)
         return q1, q2, k1, k2
 
     def loss(self, view1: Tensor, view2: Tensor, labels: Tensor) -> Tensor:
@@ -180,14 +237,16 @@ class MoCoV2(SSLMethod):
 class BYOL(SSLMethod):
     """BYOL (Grill et al., 2020, arXiv 2006.07733): online encoder+projector+predictor regress an EMA target.
 
-    The target momentum rises from `params.ema` to 1 on BYOL's cosine schedule; the loss is
-    symmetrised by summing both directions, as in the paper.
+    Projector and predictor are Linear-BN-ReLU-Linear (hidden 4096 at width 1.0, output 256,
+    as the paper). The target momentum rises from `params.ema` to 1 on BYOL's cosine
+    schedule; the loss is symmetrised by summing both directions, as in the paper.
     """
 
-    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0):
+    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
-        self.projector = mlp(encoder.feature_dim, params.hidden_dim, params.projection_dim)
-        self.predictor = mlp(params.projection_dim, params.hidden_dim, params.projection_dim)
+        hidden, projection, predictor_hidden = head_sizes(params, "hidden_dim", "projection_dim", "predictor_hidden_dim")
+        self.projector = mlp(encoder.feature_dim, hidden, projection)
+        self.predictor = mlp(projection, predictor_hidden, projection)
         self.target_encoder = frozen_copy(encoder)
         self.target_projector = frozen_copy(self.projector)
 
@@ -212,16 +271,22 @@ class BYOL(SSLMethod):
 
 
 class SimSiam(SSLMethod):
-    """SimSiam (Chen & He, 2021, arXiv 2011.10566): 3-layer projector, bottleneck predictor, stop-gradient.
+    """SimSiam (Chen & He, 2021, arXiv 2011.10566): projector, bottleneck predictor, stop-gradient.
 
-    The predictor's hidden layer is a quarter of the projection size, SimSiam's 2048 -> 512 ratio.
+    The projector has BN on every layer, the output's non-affine; it has 2 layers on the
+    CIFAR stem, as the paper's CIFAR experiments, and 3 on the ImageNet stem, as its ImageNet
+    model (`PROJECTOR_LAYERS`). The predictor's hidden layer is `predictor_hidden_dim`, the
+    paper's 2048 -> 512 -> 2048 bottleneck at width 1.0.
     """
 
-    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0):
+    PROJECTOR_LAYERS = {"cifar": 2, "imagenet": 3}
+
+    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
-        dim = params.projection_dim
-        self.projector = mlp(encoder.feature_dim, params.hidden_dim, dim, num_layers=3, last_bn=True)
-        self.predictor = mlp(dim, max(1, dim // 4), dim)
+        hidden, dim, predictor_hidden = head_sizes(params, "hidden_dim", "projection_dim", "predictor_hidden_dim")
+        layers = self.PROJECTOR_LAYERS[encoder.stem_name]
+        self.projector = mlp(encoder.feature_dim, hidden, dim, num_layers=layers, last_bn=True)
+        self.predictor = mlp(dim, predictor_hidden, dim)
 
     def forward(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         z = self.projector(self.encoder(torch.cat([view1, view2])))
@@ -237,7 +302,7 @@ class SimSiam(SSLMethod):
 class Supervised(SSLMethod):
     """The supervised reference: a linear classifier on the features, cross-entropy on both views."""
 
-    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0):
+    def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
         if num_classes < 1:
             raise ValueError(f"supervised training needs num_classes >= 1, got {num_classes}")
@@ -259,8 +324,14 @@ METHODS: dict[str, type[SSLMethod]] = {
 }
 
 
-def build_method(name: str, encoder: ResNet, params: MethodConfig, num_classes: int) -> SSLMethod:
-    """The method `name` around `encoder`; `num_classes` is used only by the supervised reference."""
+def build_method(
+    name: str, encoder: ResNet, params: MethodConfig, num_classes: int, num_train_images: int | None = None
+) -> SSLMethod:
+    """The method `name` around `encoder`, its heads sized by the resolved `params`.
+
+    `num_classes` is used only by the supervised reference; `num_train_images`, the number of
+    pre-training images, caps MoCo's queue (None: no cap).
+    """
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}'; known: {', '.join(METHODS)}")
-    return METHODS[name](encoder, params, num_classes)
+    return METHODS[name](encoder, params, num_classes, num_train_images)

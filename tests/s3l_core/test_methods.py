@@ -3,25 +3,25 @@ import torch
 from torch import Tensor
 
 from s3l_core.backbone import build_resnet
-from s3l_core.config import AugmentConfig, MethodConfig
-from s3l_core.methods import BYOL, METHODS, MoCoV2, SplitBatchNorm, SSLMethod, build_method, mlp
+from s3l_core.config import AugmentConfig, MethodConfig, TrialConfig
+from s3l_core.methods import BYOL, METHODS, MoCoV2, SimSiam, SplitBatchNorm, SSLMethod, build_method, frozen_copy, mlp
 from s3l_core.views import make_views, preset_for
 
 N, RES, CLASSES = 16, 12, 4
-PARAMS = MethodConfig(queue_size=40, hidden_dim=32, projection_dim=16)
+PARAMS = MethodConfig(queue_size=40, hidden_dim=32, projection_dim=16, predictor_hidden_dim=8)
 MEAN, STD = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.25, 0.25])
 
 
-def build(name: str, seed: int = 0, params: MethodConfig = PARAMS) -> SSLMethod:
+def build(name: str, seed: int = 0, params: MethodConfig = PARAMS, stem: str = "cifar", num_train_images: int | None = None) -> SSLMethod:
     torch.manual_seed(seed)
-    return build_method(name, build_resnet(18, 0.125, 4, 3, RES), params, CLASSES)
+    return build_method(name, build_resnet(18, 0.125, 4, 3, stem), params, CLASSES, num_train_images)
 
 
 def batch(name: str, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (N, 3, 16, 16), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, CLASSES, (N,), generator=g)
-    v1, v2 = make_views(images, RES, preset_for(name, AugmentConfig()), MEAN, STD, g)
+    v1, v2 = make_views(images, RES, preset_for(name, AugmentConfig(), RES), MEAN, STD, g)
     return v1, v2, labels
 
 
@@ -57,7 +57,12 @@ def test_trains_with_finite_loss(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["simclr", "supervised", "moco_v2", "byol"])
 def test_loss_decreases_on_a_fixed_batch(name: str) -> None:
-    losses = train(build(name), 8, fixed_batch=True)
+    method = build(name)
+    if isinstance(method, MoCoV2):
+        # On one fixed batch the queue fills with keys of the batch's own images, which makes the
+        # task harder each step; with the initial random negatives kept the loss must fall.
+        method._enqueue = lambda keys: None  # type: ignore[method-assign]
+    losses = train(method, 8, fixed_batch=True)
     assert losses[-1] < 0.9 * losses[0]
 
 
@@ -74,10 +79,12 @@ def test_moco_queue_changes_after_a_step() -> None:
 
 def test_moco_queue_smaller_than_batch_keeps_newest_keys() -> None:
     method = build("moco_v2", params=MethodConfig(queue_size=5, hidden_dim=32, projection_dim=16))
+    assert isinstance(method, MoCoV2)
     v1, v2, labels = batch("moco_v2")
+    shuffle_state = method.shuffle_generator.get_state()
     method.loss(v1, v2, labels)
-    with torch.no_grad():
-        keys = torch.nn.functional.normalize(method.key_projector(method.key_encoder(torch.cat([v1, v2]))), dim=1)
+    method.shuffle_generator.set_state(shuffle_state)  # the same key shuffle again
+    keys = torch.nn.functional.normalize(method.keys(torch.cat([v1, v2])), dim=1)
     torch.testing.assert_close(method.queue, keys[-5:])
     assert method.queue_ptr.item() == 0
 
@@ -143,20 +150,112 @@ def test_moco_key_network_normalises_in_groups() -> None:
     assert bn(torch.randn(6, bn.num_features)).shape == (6, bn.num_features)  # 3 groups of 2
 
 
-def test_simsiam_and_simclr_heads() -> None:
+def layer_kinds(head: torch.nn.Module) -> list[str]:
+    """The head's layers in order, each as a short name with its sizes: ["Linear(64,32,bias)", "BN(32)", "ReLU", ...]."""
+    kinds = []
+    for m in head.modules():
+        if isinstance(m, torch.nn.Linear):
+            kinds.append(f"Linear({m.in_features},{m.out_features}{',bias' if m.bias is not None else ''})")
+        elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            kinds.append(f"BN({m.num_features}{'' if m.affine else ',non-affine'})")
+        elif isinstance(m, torch.nn.ReLU):
+            kinds.append("ReLU")
+    return kinds
+
+
+def test_heads_are_built_as_each_reference_builds_them() -> None:
+    # Feature dim 64 (ResNet-18 at width 0.125), hidden 32, projection 16, predictor hidden 8.
+    assert layer_kinds(build("simclr").projector) == ["Linear(64,32)", "BN(32)", "ReLU", "Linear(32,16,bias)"]
+    moco = build("moco_v2")
+    assert layer_kinds(moco.projector) == ["Linear(64,32,bias)", "ReLU", "Linear(32,16,bias)"]  # MoCo v2: no BN in the head
+    assert layer_kinds(moco.key_projector) == layer_kinds(moco.projector)
+    byol = build("byol")
+    assert layer_kinds(byol.projector) == ["Linear(64,32)", "BN(32)", "ReLU", "Linear(32,16,bias)"]
+    assert layer_kinds(byol.predictor) == ["Linear(16,8)", "BN(8)", "ReLU", "Linear(8,16,bias)"]
     simsiam = build("simsiam")
-    assert isinstance(simsiam.projector[-1], torch.nn.BatchNorm1d) and not simsiam.projector[-1].affine
-    assert sum(isinstance(m, torch.nn.Linear) for m in simsiam.projector) == 3
-    assert simsiam.predictor[0].out_features == PARAMS.projection_dim // 4
+    # CIFAR stem: SimSiam's 2-layer CIFAR projector; BN on every layer, the output's non-affine.
+    assert layer_kinds(simsiam.projector) == ["Linear(64,32)", "BN(32)", "ReLU", "Linear(32,16)", "BN(16,non-affine)"]
+    assert layer_kinds(simsiam.predictor) == ["Linear(16,8)", "BN(8)", "ReLU", "Linear(8,16,bias)"]  # the bottleneck
+    imagenet = build("simsiam", stem="imagenet")
+    assert layer_kinds(imagenet.projector) == [
+        "Linear(64,32)", "BN(32)", "ReLU", "Linear(32,32)", "BN(32)", "ReLU", "Linear(32,16)", "BN(16,non-affine)"
+    ]
     layers = mlp(8, 16, 4, num_layers=1)
     assert len(layers) == 1 and layers[0].out_features == 4
 
 
+@pytest.mark.parametrize(
+    "name, projector, predictor",
+    [
+        ("simsiam", ["Linear(512,2048)", "BN(2048)", "ReLU", "Linear(2048,2048)", "BN(2048,non-affine)"],
+         ["Linear(2048,512)", "BN(512)", "ReLU", "Linear(512,2048,bias)"]),
+        ("byol", ["Linear(512,4096)", "BN(4096)", "ReLU", "Linear(4096,256,bias)"],
+         ["Linear(256,4096)", "BN(4096)", "ReLU", "Linear(4096,256,bias)"]),
+        ("moco_v2", ["Linear(512,2048,bias)", "ReLU", "Linear(2048,128,bias)"], None),
+        ("simclr", ["Linear(512,2048)", "BN(2048)", "ReLU", "Linear(2048,128,bias)"], None),
+    ],
+)
+def test_recipe_sizes_at_full_width(name: str, projector: list[str], predictor: list[str] | None) -> None:
+    """A config resolved from the recipes gives the references' head sizes on a width-1.0 ResNet-18."""
+    config = TrialConfig.from_dict({"method": name})
+    with torch.device("meta"):
+        method = build_method(name, build_resnet(18, 1.0, 4, 1, "cifar"), config.method_params, CLASSES)
+    assert layer_kinds(method.projector) == projector
+    if predictor is not None:
+        assert layer_kinds(method.predictor) == predictor
+
+
+def test_heads_scale_with_width_and_unresolved_sizes_fail() -> None:
+    config = TrialConfig.from_dict({"method": "simsiam", "backbone": {"width": 0.25}})
+    assert (config.method_params.hidden_dim, config.method_params.projection_dim, config.method_params.predictor_hidden_dim) == (512, 512, 128)
+    with pytest.raises(ValueError, match="predictor_hidden_dim"):
+        build("byol", params=MethodConfig(hidden_dim=32, projection_dim=16))
+
+
+def test_moco_queue_is_capped_at_the_number_of_training_images() -> None:
+    assert build("moco_v2").queue.shape == (PARAMS.queue_size, PARAMS.projection_dim)
+    assert build("moco_v2", num_train_images=25).queue.shape == (25, PARAMS.projection_dim)
+    assert build("moco_v2", num_train_images=1000).queue.shape[0] == PARAMS.queue_size
+    method = build("moco_v2", num_train_images=25)
+    train(method, 1, fixed_batch=True)  # 32 keys into 25 slots: the newest 25 kept
+    assert method.queue_ptr.item() == 0
+
+
+def keys_unshuffled(method: MoCoV2, images: Tensor) -> Tensor:
+    with torch.no_grad():
+        return method.key_projector(method.key_encoder(images))
+
+
+def test_moco_key_shuffle_restores_the_order() -> None:
+    """With a key network that treats each sample alone, shuffling and un-shuffling changes nothing."""
+    method = build("moco_v2")
+    assert isinstance(method, MoCoV2)
+    method.key_encoder = frozen_copy(method.encoder).eval()  # ordinary BN on running statistics: per sample
+    images = torch.cat(batch("moco_v2")[:2])
+    torch.testing.assert_close(method.keys(images), keys_unshuffled(method, images))
+
+
+def test_moco_key_shuffle_changes_the_split_bn_groups() -> None:
+    """With the split-BN key network, keys are those of a randomly permuted batch, put back in order."""
+    method = build("moco_v2")
+    assert isinstance(method, MoCoV2)
+    images = torch.cat(batch("moco_v2")[:2])
+    state = method.shuffle_generator.get_state()
+    keys = method.keys(images)
+    replay = torch.Generator().set_state(state)
+    permutation = torch.randperm(len(images), generator=replay)
+    assert not torch.equal(permutation, torch.arange(len(images)))
+    torch.testing.assert_close(keys, keys_unshuffled(method, images[permutation])[torch.argsort(permutation)])
+    # Each key's batch statistics come from other samples than without the shuffle.
+    assert (keys - keys_unshuffled(method, images)).abs().amax(dim=1).min() > 1e-4
+    assert not torch.allclose(method.keys(images), keys)  # a new permutation each call
+
+
 def test_supervised_needs_classes_and_unknown_method_fails() -> None:
     with pytest.raises(ValueError, match="num_classes"):
-        build_method("supervised", build_resnet(10, 0.125, 4, 3, RES), PARAMS, 0)
+        build_method("supervised", build_resnet(10, 0.125, 4, 3, "cifar"), PARAMS, 0)
     with pytest.raises(ValueError, match="unknown method"):
-        build_method("dino", build_resnet(10, 0.125, 4, 3, RES), PARAMS, 10)
+        build_method("dino", build_resnet(10, 0.125, 4, 3, "cifar"), PARAMS, 10)
 
 
 def test_methods_use_labels_only_when_supervised() -> None:
