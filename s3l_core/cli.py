@@ -24,6 +24,7 @@ SHORTHANDS = {
     "depth": ("backbone.depth", int),
     "stages": ("backbone.stages", int),
     "epochs": ("epochs", int),
+    "steps": ("steps", int),
     "data_fraction": ("data_fraction", float),
     "batch_size": ("batch_size", int),
     "lr": ("optimizer.lr", float),
@@ -59,9 +60,9 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 
 
 def print_epoch(record: EpochRecord, _checkpoint: Path | None) -> None:
-    knn = f" knn_top1 {record.knn_top1:.4f}" if record.knn_top1 is not None else ""
+    knn = f" knn_val_top1 {record.knn_val_top1:.4f}" if record.knn_val_top1 is not None else ""
     print(
-        f"epoch {record.epoch:4d}  res {record.resolution:3d}px  loss {record.loss:.4f}  lr {record.lr:.4f}"
+        f"epoch {record.epoch:4d}  step {record.step:6d}  res {record.resolution:3d}px  loss {record.loss:.4f}  lr {record.lr:.4f}"
         f"{knn}  {record.img_per_s:8.0f} img/s  {record.train_pflops_cum:.4f} PFLOPs  {record.wall_s_cum:.1f}s",
         flush=True,
     )
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     metrics = {"config": config.to_dict(), **result.metrics(), "epochs": [vars(r) for r in result.epochs]}
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    summary = {k: result.metrics()[k] for k in ("knn_top1", "knn_top1_best", "linear_top1", "knn_pixels_top1", "knn_random_top1", "train_pflops", "eval_pflops", "wall_s", "img_per_s")}
+    summary_keys = (
+        "knn_top1", "knn_val_top1", "linear_top1", "finetune_top1", "knn_pixels_top1", "knn_random_top1",
+        "feature_rank", "steps", "train_pflops", "eval_pflops", "wall_s", "img_per_s",
+    )  # fmt: skip
+    summary = {k: result.metrics()[k] for k in summary_keys}
     print(json.dumps(summary))
     return 0

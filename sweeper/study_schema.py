@@ -110,6 +110,31 @@ def _local_path_check(v: Any) -> str | None:
     return problem
 
 
+# Experiment trackers, each fed through Ray Tune's own logger callback: name -> (package, extra).
+LOGGERS: dict[str, tuple[str, str]] = {
+    "tensorboard": ("tensorboardX", "tensorboardX"),
+    "wandb": ("wandb", "s3l-sweep[wandb]"),
+    "mlflow": ("mlflow", "s3l-sweep[mlflow]"),
+}
+
+
+def _loggers_check(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        return f"expected a list of logger names such as [tensorboard, mlflow], got {v!r}"
+    import importlib.util
+
+    for name in v:
+        if name not in LOGGERS:
+            close = difflib.get_close_matches(name, list(LOGGERS), n=1)
+            return f"unknown logger {name!r}; known: {', '.join(LOGGERS)}" + (f" (did you mean '{close[0]}'?)" if close else "")
+        package, extra = LOGGERS[name]
+        if importlib.util.find_spec(package) is None:  # looked up, not imported: validation stays fast
+            return f"logger {name!r} needs the {package} package, which is not installed: pip install '{extra}'"
+    if len(set(v)) != len(v):
+        return f"{v!r} lists a logger twice"
+    return None
+
+
 def _name_check(v: Any) -> str | None:
     if not isinstance(v, str):
         return f"{v!r} is not a string"
@@ -173,7 +198,7 @@ STUDY_KEYS: list[KeyDoc] = [
     KeyDoc("resources.gpu", "number", 0, ">= 0; a fraction such as 0.25, or a whole number",
            "GPUs reserved per trial; fractions pack several small trials on one GPU.", _number_check(ge=0)),
     KeyDoc("max_concurrent", "integer", 4, ">= 1", "Most trials running at once.", _int_check(1)),
-    KeyDoc("budget.gpu_hours", "number", None, "> 0; give gpu_hours or pflops, not both",
+    KeyDoc("budget.gpu_hours", "number", None, "> 0; give gpu_hours or pflops, not both; only with resources.gpu > 0",
            "No new trial starts once this many GPU-hours are spent.", _number_check(gt=0)),
     KeyDoc("budget.pflops", "number", None, "> 0; give gpu_hours or pflops, not both",
            "No new trial starts once this many PFLOPs are spent.", _number_check(gt=0)),
@@ -185,6 +210,11 @@ STUDY_KEYS: list[KeyDoc] = [
     KeyDoc("storage", "string", "runs/", "a local path; on a cluster, one mounted on every node (NFS)",
            "Where results, checkpoints and the resolved study are stored.", _local_path_check),
     KeyDoc("report", "string", "reports/", "a local path", "Where the HTML report is written.", _text_check()),
+    KeyDoc("loggers", "list of strings", ["tensorboard"], "tensorboard, wandb, mlflow; wandb and mlflow need their extra "
+           "(`pip install 's3l-sweep[mlflow]'`); `[]` for none",
+           "Experiment trackers fed with every trial's reports through Ray Tune's integrations (tensorboard event files "
+           "go under `<storage>/<name>/ray/`; MLflow to `MLFLOW_TRACKING_URI`, else `<storage>/<name>/mlruns`; "
+           "wandb to its project `<name>`, offline with `WANDB_MODE=offline`).", _loggers_check),
 ]
 KEY_BY_PATH = {k.path: k for k in STUDY_KEYS}
 TOP_LEVEL_KEYS = list(dict.fromkeys(k.path.split(".")[0] for k in STUDY_KEYS))
@@ -201,37 +231,60 @@ _TRIAL_DOCS: dict[str, tuple[str, str]] = {  # dotted trial key -> (allowed, mea
     "backbone.depth": (", ".join(str(d) for d in DEPTHS), "ResNet depth."),
     "backbone.width": ("> 0, up to 16", "Channel multiplier of the ResNet (1.0 = 64 base channels)."),
     "backbone.stages": ("3, 4", "Residual stages; 3 is S3L's \"conv5 removed\"."),
+    "backbone.stem": ("auto, cifar, imagenet",
+                      "First layer: `cifar` (3x3, stride 1) or `imagenet` (7x7 stride 2 + max-pool); auto picks cifar for "
+                      "datasets of images under 96 px. Chosen from the dataset, never from a trial's resolution."),
     "resolution": ("1-1024, or a list of stages",
                    "Pre-training input size in pixels, or stages such as `[{resolution: 14, fraction: 0.8}, "
                    "{resolution: 28, fraction: 0.2}]`."),
     "resolution[].resolution": ("1-1024", "Input size of one stage."),
-    "resolution[].epochs": ("an integer >= 1; every stage gives epochs, or every stage gives fraction",
-                            "Epochs of this stage; the stages' epochs add up to `trial.epochs`."),
-    "resolution[].fraction": ("in (0, 1]; the fractions sum to 1", "Share of `trial.epochs` spent in this stage."),
-    "epochs": (">= 1", "Pre-training epochs."),
+    "resolution[].epochs": ("an integer >= 1; every stage gives epochs, every stage steps, or every stage fraction",
+                            "Epochs of this stage; the stages' epochs set the run length."),
+    "resolution[].steps": ("an integer >= 1", "Optimiser steps of this stage; the stages' steps set the run length."),
+    "resolution[].fraction": ("in (0, 1]; the fractions sum to 1",
+                              "Share of the run length (`trial.epochs` or `trial.steps`) spent in this stage."),
+    "epochs": ("null, or >= 1; not with steps", "Pre-training length in passes over the pre-training subset (null and no "
+               "steps: 50)."),
+    "steps": ("null, or >= 1; not with epochs",
+              "Pre-training length in optimiser steps, to compare data fractions at equal steps or equal compute."),
     "data_fraction": ("in (0, 1]", "Stratified, seeded share of the training split used for pre-training."),
     "batch_size": (">= 2", "Images per step (each seen in two views)."),
-    "optimizer.lr": ("> 0", "Base learning rate of SGD; cosine decay to zero after the warm-up."),
-    "optimizer.weight_decay": (">= 0", "Weight decay."),
-    "optimizer.momentum": ("in [0, 1)", "SGD momentum."),
-    "optimizer.warmup_epochs": (">= 0", "Linear warm-up epochs."),
+    "optimizer.name": ("null, sgd, lars", "Optimiser; null takes the method's reference (lars for simclr and byol, else sgd)."),
+    "optimizer.lr": ("null, or > 0",
+                     "Learning rate per 256 images, scaled linearly to the batch used; null takes the method's reference. "
+                     "Warm-up, then cosine decay to zero, in every stage."),
+    "optimizer.weight_decay": ("null, or >= 0", "Weight decay (never on batch-norm and bias parameters); null takes the method's reference."),
+    "optimizer.momentum": ("in [0, 1)", "Momentum (SGD and LARS)."),
+    "optimizer.warmup_epochs": ("null, or >= 0", "Linear warm-up at the start of every stage, in epochs; null: 10% of the stage, at most 10 epochs."),
     "method_params.temperature": ("> 0", "InfoNCE temperature (simclr, moco_v2)."),
-    "method_params.queue_size": (">= 1", "Negatives kept in the queue (moco_v2)."),
     "method_params.ema": ("in [0, 1)", "Momentum-encoder decay (moco_v2, byol)."),
-    "method_params.projection_dim": (">= 1", "Output size of the projection head."),
-    "method_params.hidden_dim": (">= 1", "Hidden size of the projector and predictor MLPs."),
+    "method_params.queue_size": (">= 1", "Negatives kept in the queue (moco_v2); capped at the number of pre-training images."),
+    "method_params.projection_dim": ("null, or >= 1", "Output size of the projection head; null takes the method's reference."),
+    "method_params.hidden_dim": ("null, or >= 1", "Hidden size of the projector; null takes the method's reference scaled by the backbone width."),
+    "method_params.predictor_hidden_dim": ("null, or >= 1",
+                                           "Hidden size of the predictor (byol, simsiam); null takes the method's reference scaled by the width."),
     "augment.min_scale": ("null, or in (0, 1]", "Smallest random-crop area; null keeps the method's preset."),
     "augment.blur": ("null, true, false", "Gaussian blur on or off; null keeps the method's preset."),
     "augment.color_jitter": ("null, or in [0, 2]", "Colour-jitter strength s; null keeps the method's preset."),
-    "eval.every": (">= 1", "Run the kNN evaluation every this many epochs (and after the last)."),
+    "eval.every": (">= 1", "Run the validation kNN every this many rounds (epochs; in a steps run, epochs of the whole pool) and after the last."),
     "eval.knn_k": (">= 1", "Neighbours of the weighted cosine kNN classifier."),
     "eval.knn_temperature": ("> 0", "Temperature of the kNN vote weights."),
     "eval.linear_probe": ("true, false", "Fit a linear probe on frozen features after the last epoch."),
     "eval.resolution": ("null, or >= 1", "Evaluation input size; null uses the dataset's native size."),
     "eval.floors": ("true, false", "Also measure raw-pixel and random-encoder kNN as reference floors."),
+    "eval.val_fraction": ("in (0, 0.5]", "Stratified share of the labelled training split held out of pre-training as the "
+                          "validation set (the same for every seed); selection and curves use it, never the test split."),
+    "eval.bn_recalibrate": ("true, false", "Re-estimate batch-norm statistics at the evaluation resolution before frozen evaluation."),
+    "eval.finetune": ("null, or a mapping", "Fine-tune the whole network at the evaluation resolution after pre-training "
+                      "(S3L's protocol); gives `finetune_top1`, its cost counted as evaluation."),
+    "eval.finetune.epochs": (">= 1", "Fine-tuning epochs over the labelled training images."),
+    "eval.finetune.lr": ("> 0", "Fine-tuning learning rate per 256 images (SGD, cosine)."),
     "seed": ("set it with the top-level `seeds`", "Filled in from each entry of `seeds`; do not write it under `trial`."),
     "data_dir": ("null or a path", "Folder with the dataset files; null looks in $S3L_DATA_DIR, known locations, then the cache."),
     "download": ("true, false", "Download the dataset if it is missing."),
+    "image_size": ("null, or 8-1024; imagefolder only",
+                   "The one size an imagefolder dataset is decoded and cached at (its native size for every arm); null: the "
+                   "images' own size when they are all one square size, else 96."),
     "device": ("auto, cpu, cuda, cuda:N", "Device of the trial; auto uses CUDA when the trial can see a GPU, else the CPU."),
     "compile": ("true, false", "Run the model through `torch.compile`."),
 }
@@ -249,12 +302,25 @@ def _trial_fields(cls: type = TrialConfig, prefix: str = "") -> list[tuple[str, 
             continue
         default = f.default if f.default is not dataclasses.MISSING else REQUIRED
         out.append((path, tp, default))
+        section = _optional_section(tp)
+        if section is not None:  # e.g. eval.finetune: null, or a mapping of its own keys
+            out.extend(_trial_fields(section, path + "."))
         if cls is TrialConfig and f.name == "resolution":
             out.extend(_trial_fields(Stage, "resolution[]."))
     return out
 
 
+def _optional_section(tp: Any) -> type | None:
+    """The dataclass of an `X | None` hint whose X is a section (a dataclass), else None."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        sections = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        return sections[0] if sections else None
+    return None
+
+
 def _type_text(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
     if typing.get_origin(tp) in (Union, types.UnionType):
         args = typing.get_args(tp)
         return " or ".join("null" if a is type(None) else _type_text(a) for a in args)
@@ -279,8 +345,9 @@ def _knob_paths(cls: type = TrialConfig, prefix: str = "") -> dict[str, Any]:
     for f in dataclasses.fields(cls):
         path = f"{prefix}{f.name}"
         out[path] = hints[f.name]
-        if dataclasses.is_dataclass(hints[f.name]):
-            out.update(_knob_paths(hints[f.name], path + "."))
+        section = hints[f.name] if dataclasses.is_dataclass(hints[f.name]) else _optional_section(hints[f.name])
+        if section is not None:
+            out.update(_knob_paths(section, path + "."))
     return out
 
 

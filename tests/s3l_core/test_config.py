@@ -59,3 +59,34 @@ def test_apply_overrides_sets_dotted_keys_in_a_copy():
     assert base == {"dataset": "digits", "backbone": {"depth": 18}, "epochs": 5}
     out["resolution"][0]["resolution"] = 99
     assert stages[0]["resolution"] == 14
+
+
+def test_run_length_in_steps_and_stage_fractions_of_steps():
+    config = TrialConfig.from_dict({"steps": 100, "resolution": [{"resolution": 14, "fraction": 0.75}, {"resolution": 28, "fraction": 0.25}]})
+    assert config.length_unit == "steps" and config.stage_plan() == [(14, 75), (28, 25)] and config.epochs is None
+    explicit = TrialConfig.from_dict({"resolution": [{"resolution": 14, "steps": 30}, {"resolution": 28, "steps": 10}]})
+    assert explicit.steps == 40 and explicit.epochs is None
+    assert "not both" in problems({"epochs": 3, "steps": 30})["steps"]
+    assert "drop 'epochs'" in problems({"epochs": 3, "resolution": [{"resolution": 14, "epochs": 2}]})["epochs"]
+
+
+def test_method_recipes_fill_what_a_study_leaves_unset():
+    simclr = TrialConfig.from_dict({"method": "simclr", "backbone": {"width": 0.5}})
+    assert (simclr.optimizer.name, simclr.optimizer.lr, simclr.optimizer.weight_decay) == ("lars", 0.4, 1e-5)
+    assert (simclr.method_params.hidden_dim, simclr.method_params.projection_dim) == (1024, 128)  # hidden scales with width
+    simsiam = TrialConfig.from_dict({"method": "simsiam", "backbone": {"width": 0.25}})
+    assert simsiam.optimizer.name == "sgd"
+    assert (simsiam.method_params.hidden_dim, simsiam.method_params.projection_dim, simsiam.method_params.predictor_hidden_dim) == (512, 512, 128)
+    moco = TrialConfig.from_dict({"method": "moco_v2", "optimizer": {"lr": 0.2, "name": "lars"}})
+    assert (moco.optimizer.name, moco.optimizer.lr) == ("lars", 0.2)  # what a study sets wins
+    assert TrialConfig.from_dict(moco.to_dict()) == moco
+
+
+def test_new_settings_are_checked():
+    found = problems({"eval": {"val_fraction": 0.0, "finetune": {"epochs": 0}}, "backbone": {"stem": "vit"}, "optimizer": {"name": "adam"}, "image_size": 64})
+    assert "(0, 0.5]" in found["eval.val_fraction"]
+    assert "positive integer" in found["eval.finetune.epochs"]
+    assert "auto, cifar, imagenet" in found["backbone.stem"]
+    assert "sgd, lars" in found["optimizer.name"]
+    assert "imagefolder" in found["image_size"]
+    assert TrialConfig.from_dict({"eval": {"finetune": {"epochs": 2}}}).eval.finetune.lr == 0.05

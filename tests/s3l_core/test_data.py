@@ -179,16 +179,19 @@ def test_stl10_column_major_binaries_are_parsed(tmp_path: pathlib.Path) -> None:
     folder = tmp_path / "stl10_binary"
     folder.mkdir()
     rng = np.random.default_rng(3)
-    splits = {split: rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8) for split, n in (("train", 3), ("test", 2))}
+    splits = {split: rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8) for split, n in (("train", 3), ("test", 2), ("unlabeled", 4))}
     for split, images in splits.items():
         # STL-10 stores each channel column-major.
         (folder / f"{split}_X.bin").write_bytes(images.transpose(0, 1, 3, 2).tobytes())
-        (folder / f"{split}_y.bin").write_bytes(bytes([1, 10, 5][: len(images)]))
+        if split != "unlabeled":
+            (folder / f"{split}_y.bin").write_bytes(bytes([1, 10, 5][: len(images)]))
     (folder / "class_names.txt").write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
 
     stl = load_dataset("stl10", data_dir=str(tmp_path))
     assert torch.equal(stl.train_images, torch.from_numpy(splits["train"]))
     assert torch.equal(stl.test_images, torch.from_numpy(splits["test"]))
+    # the 100k unlabelled images pre-train too, as in the SSL literature
+    assert torch.equal(stl.unlabeled_images, torch.from_numpy(splits["unlabeled"]))
     assert stl.train_labels.tolist() == [0, 9, 4] and stl.native_size == 96 and stl.num_classes == 10
 
 
@@ -302,7 +305,7 @@ def colour_tree(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 def test_imagefolder_decodes_resizes_and_labels(colour_tree: pathlib.Path) -> None:
-    folder = load_dataset(f"imagefolder:{colour_tree}", max_resolution=16)
+    folder = load_dataset(f"imagefolder:{colour_tree}", image_size=16)
     assert folder.classes == ("green", "red", "split")
     assert folder.train_images.shape == (7, 3, 16, 16) and folder.test_images.shape == (2, 3, 16, 16)
     assert folder.train_labels.tolist() == [0, 0, 0, 1, 1, 1, 2]  # class order, then sorted paths
@@ -319,7 +322,7 @@ def test_imagefolder_decodes_resizes_and_labels(colour_tree: pathlib.Path) -> No
 def test_imagefolder_second_load_is_served_from_cache(
     colour_tree: pathlib.Path, isolated_cache: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = load_dataset(f"imagefolder:{colour_tree}", max_resolution=12)
+    first = load_dataset(f"imagefolder:{colour_tree}", image_size=12)
     cached = list((isolated_cache / "imagefolder").glob("*.pt"))
     assert len(cached) == 1
 
@@ -328,12 +331,12 @@ def test_imagefolder_second_load_is_served_from_cache(
 
     monkeypatch.setattr(imagefolder, "decode_image", no_decoding)
     monkeypatch.setattr(imagefolder, "read_header", no_decoding)
-    second = load_dataset(f"imagefolder:{colour_tree}", max_resolution=12)
+    second = load_dataset(f"imagefolder:{colour_tree}", image_size=12)
     assert torch.equal(first.train_images, second.train_images) and first.classes == second.classes
 
     solid(BLUE).save(colour_tree / "train/red/new.png")  # a changed folder must be decoded again
     with pytest.raises(AssertionError, match="decoded although"):
-        load_dataset(f"imagefolder:{colour_tree}", max_resolution=12)
+        load_dataset(f"imagefolder:{colour_tree}", image_size=12)
 
 
 def test_imagefolder_grayscale_and_native_size(tmp_path: pathlib.Path) -> None:
@@ -348,7 +351,7 @@ def test_imagefolder_grayscale_and_native_size(tmp_path: pathlib.Path) -> None:
     assert mixed.train_images[0, :, 0, 0].tolist() == [77, 77, 77]
 
     write_tree(tmp_path / "r", {"train/a/1.png": solid(RED, (20, 10)), "val/a/2.png": solid(RED)})
-    assert load_dataset(f"imagefolder:{tmp_path / 'r'}").native_size == imagefolder.DEFAULT_RESOLUTION
+    assert load_dataset(f"imagefolder:{tmp_path / 'r'}").native_size == imagefolder.DEFAULT_IMAGE_SIZE
 
 
 @pytest.mark.parametrize("corruption", ["not an image at all", "truncated"])
@@ -360,7 +363,7 @@ def test_imagefolder_corrupt_image_is_named(colour_tree: pathlib.Path, corruptio
     else:
         bad.write_bytes(b"this is text, not a PNG")
     with pytest.raises(DatasetError, match="bad.png"):
-        load_dataset(f"imagefolder:{colour_tree}", max_resolution=8)
+        load_dataset(f"imagefolder:{colour_tree}", image_size=8)
 
 
 def test_imagefolder_layout_errors(colour_tree: pathlib.Path, tmp_path: pathlib.Path) -> None:

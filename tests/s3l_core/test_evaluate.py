@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from s3l_core.evaluate import knn_flops, knn_top1, linear_probe_top1
+from s3l_core.evaluate import effective_rank, knn_flops, knn_top1, linear_probe_top1
 
 
 def clusters(n_per_class: int, classes: int, dim: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,8 +33,30 @@ def test_knn_flops_count_the_similarity_matmul():
 def test_linear_probe_fits_linearly_separable_features():
     train, train_labels = clusters(50, 3, 8, 0.5, seed=4)
     test, test_labels = clusters(20, 3, 8, 0.5, seed=5)
-    accuracy, flops = linear_probe_top1(train, train_labels, test, test_labels)
-    assert accuracy > 0.9 and flops > 0
+    val, val_labels = clusters(10, 3, 8, 0.5, seed=7)
+    scores, flops = linear_probe_top1(train, train_labels, {"val": (val, val_labels), "test": (test, test_labels)})
+    assert scores["test"] > 0.9 and scores["val"] > 0.9 and flops > 0
     noise = torch.randn(150, 8, generator=torch.Generator().manual_seed(6))
-    chance, _ = linear_probe_top1(noise, train_labels, test, test_labels)
-    assert chance < 0.6
+    chance, _ = linear_probe_top1(noise, train_labels, {"test": (test, test_labels)})
+    assert chance["test"] < 0.6
+
+
+def test_knn_vote_depends_on_k_and_temperature():
+    """One query: its single nearest neighbour is class 0; three slightly farther ones are class 1.
+    k=1 says 0; k=4 with a soft temperature says 1 (three votes); a sharp temperature lets the
+    nearest dominate again."""
+    query = F.normalize(torch.tensor([[1.0, 0.0]]), dim=1)
+    bank = F.normalize(torch.tensor([[1.0, 0.05], [1.0, 0.3], [1.0, -0.3], [1.0, 0.32], [-1.0, 0.0]]), dim=1)
+    labels = torch.tensor([0, 1, 1, 1, 0])
+    truth0, truth1 = torch.tensor([0]), torch.tensor([1])
+    assert knn_top1(bank, labels, query, truth0, k=1, temperature=0.1) == 1.0
+    assert knn_top1(bank, labels, query, truth1, k=4, temperature=0.1) == 1.0
+    assert knn_top1(bank, labels, query, truth0, k=4, temperature=0.005) == 1.0
+
+
+def test_effective_rank_sees_collapse():
+    generator = torch.Generator().manual_seed(0)
+    spread = F.normalize(torch.randn(500, 32, generator=generator), dim=1)
+    collapsed = F.normalize(torch.randn(1, 32, generator=generator).repeat(500, 1) + 1e-3 * torch.randn(500, 32, generator=generator), dim=1)
+    assert effective_rank(spread) > 25
+    assert effective_rank(collapsed) < 2

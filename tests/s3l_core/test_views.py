@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from s3l_core.config import AugmentConfig
-from s3l_core.views import PRESETS, AugmentPreset, eval_batch, make_views, preset_for
+from s3l_core.views import PRESET_BLUR_MIN_RESOLUTION, PRESETS, AugmentPreset, eval_batch, make_views, preset_for
 
 MEAN3, STD3 = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
 MEAN1, STD1 = torch.tensor([0.5]), torch.tensor([0.25])
@@ -16,6 +16,14 @@ IDENTITY = AugmentPreset(
 
 def images(n: int = 8, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (n, c, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def smooth_images(n: int, c: int, size: int, seed: int) -> torch.Tensor:
+    """Natural-looking images: coarse noise upsampled, so an op that barely acts (a blur of a
+    hundredth of a pixel) barely changes them, as on real photographs."""
+    coarse = torch.rand(n, c, max(2, size // 6), max(2, size // 6), generator=torch.Generator().manual_seed(seed))
+    fine = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    return (fine.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def views(x: torch.Tensor, resolution: int, preset: AugmentPreset, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,7 +38,7 @@ def unnormalise(v: torch.Tensor, mean: torch.Tensor = MEAN3, std: torch.Tensor =
 @pytest.mark.parametrize("method", list(PRESETS))
 def test_shapes_dtype_device(method: str) -> None:
     x = images()
-    v1, v2 = views(x, 16, preset_for(method, AugmentConfig()))
+    v1, v2 = views(x, 16, preset_for(method, AugmentConfig(), 16))
     for v in (v1, v2):
         assert v.shape == (8, 3, 16, 16) and v.dtype == torch.float32 and v.device == x.device
         assert torch.isfinite(v).all()
@@ -130,13 +138,56 @@ def test_upsampling_beyond_the_input_size() -> None:
 
 def test_preset_overrides() -> None:
     base = PRESETS["byol"]
-    assert preset_for("byol", AugmentConfig()) == base
-    changed = preset_for("byol", AugmentConfig(min_scale=0.5, color_jitter=0.2, blur=False))
+    assert preset_for("byol", AugmentConfig(), 96) == base
+    changed = preset_for("byol", AugmentConfig(min_scale=0.5, color_jitter=0.2, blur=False), 96)
     assert (changed.min_scale, changed.color_jitter, changed.blur_prob) == (0.5, 0.2, (0.0, 0.0))
-    assert preset_for("supervised", AugmentConfig(blur=True)).blur_prob[0] > 0
-    assert preset_for("supervised", AugmentConfig(color_jitter=0.5)).jitter_prob > 0
+    assert preset_for("supervised", AugmentConfig(blur=True), 96).blur_prob[0] > 0
+    assert preset_for("supervised", AugmentConfig(color_jitter=0.5), 96).jitter_prob > 0
     with pytest.raises(ValueError, match="unknown_method|no augmentation preset"):
-        preset_for("unknown_method", AugmentConfig())
+        preset_for("unknown_method", AugmentConfig(), 96)
+
+
+def test_small_views_drop_the_presets_blur_but_an_explicit_blur_stays() -> None:
+    """As SimCLR's CIFAR recipe: presets blur only views of PRESET_BLUR_MIN_RESOLUTION px and up."""
+    assert preset_for("byol", AugmentConfig(), PRESET_BLUR_MIN_RESOLUTION - 1).blur_prob == (0.0, 0.0)
+    assert preset_for("byol", AugmentConfig(), PRESET_BLUR_MIN_RESOLUTION).blur_prob == (1.0, 0.1)
+    assert preset_for("byol", AugmentConfig(blur=True), 14).blur_prob == (1.0, 0.1)  # BYOL's asymmetry kept
+    assert preset_for("simclr", AugmentConfig(blur=True), 14).blur_prob == (0.5, 0.5)
+
+
+def _active_operations(preset: AugmentPreset, channels: int) -> dict[str, AugmentPreset]:
+    """Each operation the preset applies, alone and always on (both views), on top of the identity."""
+    ops: dict[str, AugmentPreset] = {}
+    if preset.min_scale < 1:
+        ops["crop"] = dataclasses.replace(IDENTITY, min_scale=preset.min_scale, ratio=preset.ratio)
+    if preset.flip > 0:
+        ops["flip"] = dataclasses.replace(IDENTITY, flip=1.0)
+    if preset.color_jitter > 0 and preset.jitter_prob > 0:
+        ops["jitter"] = dataclasses.replace(IDENTITY, color_jitter=preset.color_jitter, jitter_prob=1.0)
+    if preset.grayscale_prob > 0 and channels == 3:
+        ops["grayscale"] = dataclasses.replace(IDENTITY, grayscale_prob=1.0)
+    if any(preset.blur_prob):
+        ops["blur"] = dataclasses.replace(IDENTITY, blur_prob=(1.0, 1.0))
+    if any(preset.solarize_prob):
+        ops["solarize"] = dataclasses.replace(IDENTITY, solarize_prob=(1.0, 1.0))
+    return ops
+
+
+@pytest.mark.parametrize("resolution", [14, 28, 32, 96])
+@pytest.mark.parametrize("method", list(PRESETS))
+def test_every_operation_of_every_preset_changes_its_input_measurably(method: str, resolution: int) -> None:
+    """No augmentation is a silent no-op: each one a preset applies at this size moves pixels by
+    more than 1% of the range on average (the old resolution-scaled blur moved them < 0.03%)."""
+    for channels in (1, 3):
+        # blur=True: the preset's own blur from 64 px, and an explicit blur below it, must both act
+        preset = preset_for(method, AugmentConfig(blur=True), resolution)
+        x = smooth_images(n=16, c=channels, size=resolution, seed=resolution)
+        mean, std = (MEAN3, STD3) if channels == 3 else (MEAN1, STD1)
+        plain = unnormalise(views(x, resolution, IDENTITY)[0], mean, std)
+        for name, alone in _active_operations(preset, channels).items():
+            changed = unnormalise(views(x, resolution, alone)[0], mean, std)
+            moved = (changed - plain).abs().mean().item()
+            assert moved > 0.01, f"{method} at {resolution} px, {channels} channel(s): {name} moved pixels by only {moved:.5f}"
 
 
 def test_eval_batch_resizes_and_normalises() -> None:

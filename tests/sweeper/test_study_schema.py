@@ -30,6 +30,9 @@ def _config_fields(cls: type = TrialConfig, prefix: str = "trial.") -> dict[str,
             out.update(_config_fields(hints[f.name], f"{prefix}{f.name}."))
             continue
         out[prefix + f.name] = f.default
+        optional_sections = [a for a in typing.get_args(hints[f.name]) if dataclasses.is_dataclass(a)]
+        if optional_sections:  # e.g. eval.finetune: null or a mapping
+            out.update(_config_fields(optional_sections[0], f"{prefix}{f.name}."))
         if cls is TrialConfig and f.name == "resolution":
             out.update(_config_fields(Stage, "trial.resolution[]."))
     return out
