@@ -36,6 +36,17 @@ IMAGEFOLDER_PREFIX = "imagefolder:"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 
 
+def anchored_dataset_name(name: str, base_dir: pathlib.Path) -> str:
+    """`name` with a relative `imagefolder:` path made absolute against `base_dir` (a study
+    file's folder), so every Ray worker finds the same folder whatever its working directory."""
+    if not name.startswith(IMAGEFOLDER_PREFIX):
+        return name
+    path = pathlib.Path(name[len(IMAGEFOLDER_PREFIX) :]).expanduser()
+    if not str(path) or path.is_absolute():
+        return name
+    return IMAGEFOLDER_PREFIX + str((base_dir / path).resolve())
+
+
 def check_dataset_name(name: str) -> str | None:
     """None if `name` is a known dataset (or an existing imagefolder path), else the problem."""
     if name.startswith(IMAGEFOLDER_PREFIX):

@@ -32,7 +32,7 @@ from .config import AugmentConfig
 # value at 32 px.) Small views drop the presets' blur instead, as SimCLR's CIFAR recipe does;
 # an explicit `augment.blur: true` keeps it at any size.
 BLUR_SIGMA = (0.1, 2.0)
-PRESET_BLUR_MIN_RESOLUTION = 64
+from .effects import PRESET_BLUR_MIN_RESOLUTION  # noqa: E402 (one constant for views and the validator)
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 # Columns of the per-view random draw, in the order they are used.
 _SCALE, _RATIO, _CX, _CY, _FLIP, _JITTER, _BRIGHT, _CONTRAST, _SAT, _HUE, _GRAY, _BLUR, _SIGMA, _SOLAR = range(14)

@@ -26,7 +26,7 @@ from s3l_core.config import (
     apply_overrides,
     did_you_mean,
 )
-from s3l_core.dataset_catalog import BUILTIN_SHAPES, IMAGEFOLDER_PREFIX, check_dataset_name, imagefolder_class_problem
+from s3l_core.dataset_catalog import BUILTIN_SHAPES, IMAGEFOLDER_PREFIX, anchored_dataset_name, check_dataset_name, imagefolder_class_problem
 from sweeper.space import ENUMERATED
 from sweeper.study_schema import (
     EPOCH_METRICS,
@@ -126,6 +126,7 @@ class Study:
     cluster: ClusterConfig
     storage: str
     report: str
+    loggers: tuple[str, ...] = ("tensorboard",)
     warnings: tuple[str, ...] = ()
 
     def trial_config(self, point: dict[str, Any] | None = None) -> TrialConfig:
@@ -152,6 +153,7 @@ class Study:
             "cluster": dataclasses.asdict(self.cluster),
             "storage": self.storage,
             "report": self.report,
+            "loggers": list(self.loggers),
         }
 
 
@@ -266,18 +268,24 @@ class _Validator:
         cluster = ClusterConfig(self.value("cluster.address", self.section("cluster")))
         storage = self.value("storage", self.data)
         report = self.value("report", self.data)
+        loggers = self.value("loggers", self.data)
+        if budget.gpu_hours is not None and resources.gpu == 0:
+            self.problem("budget.gpu_hours", "the trials use no GPU (resources.gpu is 0), so no GPU-hours are ever spent; "
+                         "budget a CPU study in pflops (train + eval FLOPs, see `estimate`)")
         self.check_trial_count(space, seeds, search)
         if not self.problems and search.algorithm == "grid":
             self.check_grid_combinations(base, space)
         if isinstance(dataset, str):
             self.check_upsampling(dataset, config, space)
+            if config is not None:
+                self.check_effects(dataset, base, config, space)
         if self.problems or self.doc.problems:
             return None
         return Study(
             path=self.file, name=name, description=description, dataset=dataset, base_trial=base, space=space,
             seeds=seeds, search=search, objectives=objectives, scheduler=scheduler, resources=resources,
             max_concurrent=max_concurrent, budget=budget, failure=failure, cluster=cluster, storage=storage,
-            report=report, warnings=tuple(str(w) for w in sorted(self.warnings, key=lambda w: w.line)),
+            report=report, loggers=tuple(loggers), warnings=tuple(str(w) for w in sorted(self.warnings, key=lambda w: w.line)),
         )
 
     def check_dataset_key(self) -> str | None:
@@ -287,6 +295,7 @@ class _Validator:
         if not isinstance(dataset, str):
             self.problem("dataset", f"{dataset!r} is not a string")
             return None
+        dataset = anchored_dataset_name(dataset, Path(self.file).parent)
         message = check_dataset_name(dataset) or _imagefolder_problem(dataset)
         if message:
             self.problem("dataset", message)
@@ -606,6 +615,18 @@ class _Validator:
 
     # ----------------------------------------------------------------- warnings
 
+    def check_effects(self, dataset: str, base: dict[str, Any], config: TrialConfig, space: dict[str, SpaceSpec]) -> None:
+        """Warn about every setting the study makes that cannot take effect (no silent no-ops)."""
+        from s3l_core.effects import ineffective_settings
+
+        channels = BUILTIN_SHAPES[dataset].channels if dataset in BUILTIN_SHAPES else None
+        set_keys = {k: f"trial.{k}" for k in _dotted_keys(base)} | {k: f"space.{k}" for k in space}
+        methods = space["method"].values if "method" in space and space["method"].kind in ENUMERATED else [config.method]
+        resolutions = [r for r, _ in config.stage_plan()]
+        for method in dict.fromkeys(m for m in methods if isinstance(m, str)):
+            for key, why in ineffective_settings(set_keys, method, channels, resolutions):
+                self.warn(set_keys[key], why)
+
     def check_upsampling(self, dataset: str, config: TrialConfig | None, space: dict[str, SpaceSpec]) -> None:
         native = BUILTIN_SHAPES[dataset].native_size if dataset in BUILTIN_SHAPES else None
         if native is None:
@@ -627,6 +648,15 @@ class _Validator:
                     check(f"space.{knob}.{spec.kind}[{i}]", _largest(v))
             else:
                 check(f"space.{knob}.{spec.kind}[1]", int(spec.values[1]))
+
+
+def _dotted_keys(mapping: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in mapping.items():
+        out.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            out.extend(_dotted_keys(value, f"{prefix}{key}."))
+    return out
 
 
 def _integral(value: Any) -> Any:

@@ -337,3 +337,31 @@ def test_a_grid_at_the_trial_cap_validates_fast_and_one_over_it_is_refused(tmp_p
     assert time.perf_counter() - started < 20
     problems = _problems(_write(tmp_path, at_cap + "seeds: [0, 1]\n", "over.yaml"))
     assert any(p.key_path == "space" and "20,000 trials" in p.message for p in problems)
+
+
+def test_relative_imagefolder_paths_resolve_against_the_study_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ray worker's working directory is not the user's: `imagefolder:images` in
+    studies/x.yaml means studies/images, from wherever `run` was started."""
+    from PIL import Image
+
+    for split, cls in (("train", "a"), ("train", "b"), ("val", "a"), ("val", "b")):
+        (tmp_path / "studies" / "images" / split / cls).mkdir(parents=True)
+        Image.new("L", (8, 8), 50).save(tmp_path / "studies" / "images" / split / cls / "1.png")
+    study_file = tmp_path / "studies" / "x.yaml"
+    study_file.write_text(VALID.replace("dataset: fashion-mnist-sample", "dataset: imagefolder:images"))
+    monkeypatch.chdir(tmp_path)  # not the study's folder
+    study = load_study(study_file, cluster_resources=CPU_ONLY)
+    assert study.dataset == f"imagefolder:{(tmp_path / 'studies' / 'images').resolve()}"
+    assert study.trial_config().dataset == study.dataset
+
+
+def test_settings_that_cannot_take_effect_are_warnings(tmp_path: Path) -> None:
+    """No setting is a silent no-op: a temperature for BYOL, colour jitter's hue on grey images,
+    turning off a blur the 28 px presets already drop."""
+    path = tmp_path / "w.yaml"
+    path.write_text(VALID.replace("trial: {epochs: 2}", "trial: {epochs: 2, method: byol, method_params: {temperature: 0.5, ema: 0.9}, "
+                                  "augment: {blur: false, color_jitter: 0.4}}"))
+    warnings = "\n".join(load_study(path, cluster_resources=CPU_ONLY).warnings)
+    assert "trial.method_params.temperature: has no effect on byol" in warnings
+    assert "trial.augment.color_jitter" in warnings and "trial.augment.blur" in warnings
+    assert "ema" not in warnings  # BYOL reads it
