@@ -138,7 +138,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if out is None:
         resolved = yaml.safe_load((args.store / "study.yaml").read_text())
         out = Path(resolved.get("report", "reports/")) / resolved["name"]
-    index = write_report(args.store.resolve(), out.resolve())
+    from s3l_core.atomic import UnsafeFolderError
+
+    try:
+        index = write_report(args.store.resolve(), out.absolute())  # absolute, not resolved: a symlinked folder is refused
+    except UnsafeFolderError as exc:
+        raise UserFacingError(str(exc)) from None
     print(f"report: {index}")
     return 0
 

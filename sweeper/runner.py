@@ -285,7 +285,7 @@ def _fail_abandoned_optuna_trials(storage: Any, name: str) -> None:
 def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True) -> RunSummary:
     root = store_root(study, storage)
     store = Store(root)
-    report_dir = (Path(study.report) / study.name).resolve() if report else None
+    report_dir = (Path(study.report) / study.name).absolute() if report else None  # not resolved: a symlink is refused
     connect(cluster_address(study, address))
     check_capacity(study)  # before the store exists: a refused study leaves nothing behind
     with store.lock():
@@ -409,7 +409,10 @@ def _write_state(root: Path, state: str) -> None:
 
 
 def check_writable(directory: Path, what: str) -> None:
-    """Raise `StoreError` unless a file (a few KB, synced) can be written and removed in `directory`."""
+    """Raise `StoreError` unless a file (a few KB, synced) can be written and removed in `directory`,
+    which must not be a symbolic link (the report step writes and deletes files there)."""
+    if directory.is_symlink():
+        raise StoreError(f"{what} {directory} is a symbolic link; refusing to write through it (give its real path)")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-") as probe:

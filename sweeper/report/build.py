@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from s3l_core.atomic import write_atomic
+from s3l_core.atomic import write_file_set
 
 from . import figures
 from .page import (
@@ -67,16 +67,11 @@ def write_report(store_dir: Path, report_dir: Path) -> Path:
         raise FileNotFoundError(f"no study store at {store_dir}")
     store = load_store(Path(store_dir))
     report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, bytes] = {}
     html = build_page(store, files)
-    for name, data in files.items():
-        write_atomic(report_dir / name, data)
     index = report_dir / "index.html"
-    write_atomic(index, html)
-    for stale in [*report_dir.glob(f"{FIGURE_PREFIX}*.png"), report_dir / PAIRS_CSV]:
-        if stale.name not in files:
-            stale.unlink(missing_ok=True)
+    # index last; deletes only files an earlier report wrote (its manifest), never through a link
+    write_file_set(report_dir, {**files, index.name: html.encode()})
     return index
 
 

@@ -39,3 +39,24 @@ def test_an_exception_inside_the_block_writes_nothing(tmp_path: Path):
             handle.write(b"half")
             raise RuntimeError("killed mid-write")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_set_deletes_only_what_it_wrote_before(tmp_path: Path):
+    from s3l_core.atomic import write_file_set
+
+    write_file_set(tmp_path, {"fig_a.png": b"a", "fig_b.png": b"b", "index.html": b"page"})
+    (tmp_path / "fig_user.png").write_bytes(b"user's")
+    write_file_set(tmp_path, {"fig_a.png": b"a2", "index.html": b"page2"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".written.json", "fig_a.png", "fig_user.png", "index.html"]
+    assert (tmp_path / "fig_a.png").read_bytes() == b"a2"
+
+
+def test_a_file_set_refuses_a_symlinked_folder(tmp_path: Path):
+    from s3l_core.atomic import UnsafeFolderError, write_file_set
+
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(UnsafeFolderError):
+        write_file_set(tmp_path / "link", {"index.html": b"page"})
+    assert list(target.iterdir()) == []

@@ -256,6 +256,7 @@ def test_every_project_exception_pickles_round_trip():
     """Ray pickles a worker's exception to the driver: its text must survive (not 'd; a; t; a; ...')."""
     import pickle
 
+    from s3l_core.atomic import UnsafeFolderError
     from s3l_core.checkpoint import CheckpointError
     from s3l_core.config import ConfigError, ConfigProblem
     from s3l_core.data import DatasetError
@@ -269,7 +270,7 @@ def test_every_project_exception_pickles_round_trip():
         StudyError([StudyProblem("s.yaml", 3, "seeds[0]", "-1 is not a non-negative integer")], ("s.yaml:1 w: warn",)),
         CheckpointError("checkpoint c.pt is unreadable"), DatasetError("dataset cifar10: data_dir /x does not exist"),
         UnsafePickleError("refused to load posix.system"), UserFacingError("store busy"), StoreError("store full"),
-        ClusterError("cannot reach the Ray cluster at h:1"),
+        ClusterError("cannot reach the Ray cluster at h:1"), UnsafeFolderError("reports/x is a symbolic link"),
     ]  # fmt: skip
     private = {cls for cls in _project_exception_classes() if cls.__name__.startswith("_")}
     assert _project_exception_classes() - private <= {type(s) for s in samples}, "add a sample of the new exception here"

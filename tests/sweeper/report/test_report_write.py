@@ -140,11 +140,26 @@ def test_missing_epochs_and_provenance_still_render(make_store, tmp_path):
 def test_stale_figures_are_removed_and_rewrite_is_clean(make_store, tmp_path):
     report = tmp_path / "r"
     write_report(make_store(30), report)
-    (report / "fig_knob_9_old.png").write_bytes(b"old")
+    manifest = report / ".written.json"  # what the last report wrote: only those files are ever deleted
+    (report / "fig_knob_9_old.png").write_bytes(b"old")  # as a report of a study with one more knob wrote it
+    manifest.write_text(json.dumps([*json.loads(manifest.read_text()), "fig_knob_9_old.png"]))
+    (report / "fig_mine.png").write_bytes(b"mine")  # named like a figure, but no report wrote it
     (report / "notes.txt").write_text("mine")
     write_report(make_store(30), report)
     assert not (report / "fig_knob_9_old.png").exists()
-    assert (report / "notes.txt").read_text() == "mine"
+    assert (report / "notes.txt").read_text() == "mine" and (report / "fig_mine.png").read_bytes() == b"mine"
+
+
+def test_a_symlinked_report_folder_is_refused_and_its_target_untouched(make_store, tmp_path):
+    from s3l_core.atomic import UnsafeFolderError
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "fig_precious.png").write_bytes(b"precious")
+    (tmp_path / "r").symlink_to(elsewhere)
+    with pytest.raises(UnsafeFolderError, match="is a symbolic link"):
+        write_report(make_store(30), tmp_path / "r")
+    assert [p.name for p in elsewhere.iterdir()] == ["fig_precious.png"]
 
 
 def test_generated_store_matches_the_contract(make_store):
