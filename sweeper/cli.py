@@ -81,20 +81,20 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sweeper.runner import available_resources, cluster_address, run_study
+    from sweeper.runner import ClusterError, available_resources, cluster_address, run_study
     from sweeper.store import StoreError
 
     study = _load(args.study)
     address = cluster_address(study, args.address)
     if args.dry_run and address is not None:
         return cmd_estimate(args)  # a dry run does not attach to a cluster
-    # Validate again against what the cluster offers, so an impossible request is a study error.
-    study = load_study(args.study, cluster_resources=available_resources(address))
-    if args.dry_run:
-        return cmd_estimate(args)
     try:
+        # Validate again against what the cluster offers, so an impossible request is a study error.
+        study = load_study(args.study, cluster_resources=available_resources(address))
+        if args.dry_run:
+            return cmd_estimate(args)
         summary = run_study(study, address=args.address, storage=args.storage, report=not args.no_report)
-    except StoreError as exc:
+    except (StoreError, ClusterError) as exc:
         raise UserFacingError(str(exc)) from None
     print(f"study {study.name}: {summary.finished} finished, {summary.failed} failed, {summary.reused} reused, {summary.launched} run now")
     print(f"results: {summary.store / 'results.parquet'}")
