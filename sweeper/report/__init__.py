@@ -2,37 +2,32 @@
 
 ``write_report(store_dir, report_dir)`` reads ``results.parquet``, ``epochs.parquet``,
 ``study.yaml``, ``provenance.json`` (and ``state.json`` if present) and writes
-``index.html`` plus PNG figures; the pieces underneath are usable on their own.
+``index.html`` plus PNG figures. Underneath: ``stats`` (intervals), ``verdict`` (the rule),
+``compare`` (configurations, fair pairs, trend fits), ``claims`` (the sentences),
+``figures`` and ``layout`` (figures and their checks), ``page`` (HTML).
 """
 
 from .build import build_page, write_report
+from .claims import Headline, headline, verdict_line
+from .compare import configurations, fair_pairs, trend_fits
 from .pareto import pareto_mask
 from .store import StoreSnapshot, load_store
-from .summary import (
-    Headline,
-    cost_model_error,
-    headline,
-    knob_columns,
-    knob_summary,
-    primary_cost,
-    s3l_check,
-    s3l_summary,
-    study_objectives,
-)
+from .summary import cost_model_error, knob_columns, primary_cost, study_objectives
 
 __all__ = [
     "Headline",
     "StoreSnapshot",
     "build_page",
+    "configurations",
     "cost_model_error",
+    "fair_pairs",
     "headline",
     "knob_columns",
-    "knob_summary",
     "load_store",
     "pareto_mask",
     "primary_cost",
-    "s3l_check",
-    "s3l_summary",
     "study_objectives",
+    "trend_fits",
+    "verdict_line",
     "write_report",
 ]

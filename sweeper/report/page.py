@@ -187,7 +187,8 @@ nav a { color: var(--accent); margin-right: 12px; text-decoration: none; }
 .banner.bad { background: var(--bad); border-color: #c94a4a; }
 .headline { font-size: 16px; background: #f3f7fb; border: 1px solid var(--line); padding: 12px 16px; }
 .headline p { margin: 4px 0; }
-.headline p:first-child { font-size: 19px; font-weight: 650; }
+.headline p.verdict { font-size: 19px; font-weight: 650; }
+.rule { font-size: 12px; }
 .counts span { display: inline-block; margin-right: 14px; }
 .empty { color: var(--muted); font-style: italic; }
 figure { margin: 8px 0; }
@@ -297,15 +298,6 @@ def render_page(
         f"<main>{body}</main>\n"
         f"<script>{SORT_JS}</script>\n</body></html>\n"
     )
-
-
-def counts_html(counts: dict[str, int]) -> str:
-    keys = ["total", "finished", "failed", "running", "pending", "skipped_budget"]
-    keys += [k for k in counts if k not in keys]
-    return '<p class="counts">' + "".join(
-        f"<span><b>{int(counts.get(k, 0))}</b> {esc(k.replace('_', ' '))}</span>"
-        for k in keys if counts.get(k) or k in ("total", "finished", "failed", "running")
-    ) + "</p>"
 
 
 def row_classes(df: pd.DataFrame, pareto: pd.Series | None) -> pd.Series:

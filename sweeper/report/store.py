@@ -11,12 +11,26 @@ import numpy as np
 import pandas as pd
 import yaml
 
-ACCURACY_COLUMNS = ("knn_top1", "knn_top1_best", "linear_top1", "knn_pixels_top1", "knn_random_top1")
+# test-split numbers (stated), validation-split numbers (select), floors; older stores lack some: NaN
+ACCURACY_COLUMNS = (
+    "knn_top1",
+    "linear_top1",
+    "finetune_top1",
+    "knn_val_top1",
+    "linear_val_top1",
+    "finetune_val_top1",
+    "knn_top1_best",
+    "knn_pixels_top1",
+    "knn_random_top1",
+)
+EVALUATION_COLUMNS = ("test_size", "feature_rank", "steps", "steps_config")
 COST_COLUMNS = (
     "train_pflops",
     "eval_pflops",
+    "total_pflops",
     "predicted_train_pflops",
     "wall_s",
+    "train_s",
     "gpu_hours",
     "img_per_s",
     "gpu_fraction",
@@ -96,7 +110,7 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
     if "status" not in df:
         df["status"] = "finished"
     df["status"] = df["status"].fillna("unknown").astype(str).str.lower()
-    for col in (*ACCURACY_COLUMNS, *COST_COLUMNS):
+    for col in (*ACCURACY_COLUMNS, *EVALUATION_COLUMNS, *COST_COLUMNS):
         df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
     if "error" not in df:
         df["error"] = None
@@ -106,12 +120,21 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+EPOCH_COLUMNS = ("trial_id", "epoch", "step", "knn_val_top1", "knn_top1", "loss", "train_pflops_cum", "wall_s_cum",
+                 "resolution")
+
+
 def normalize_epochs(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
-    for col in ("trial_id", "epoch", "knn_top1", "loss", "train_pflops_cum", "wall_s_cum", "resolution"):
+    for col in EPOCH_COLUMNS:
         if col not in df:
             df[col] = np.nan if col != "trial_id" else pd.Series([], dtype=str)
     df["trial_id"] = df["trial_id"].astype(str)
     return df
+
+
+def curve_column(epochs: pd.DataFrame) -> str:
+    """The per-epoch accuracy learning curves draw: validation kNN, or kNN in older stores."""
+    return "knn_val_top1" if epochs["knn_val_top1"].notna().any() else "knn_top1"
 
 

@@ -1,11 +1,10 @@
-"""Pure summaries of a results table: knobs, headline, the S3L check, cost-model error."""
+"""Pure helpers over a results table: objectives, knobs, labels and wording of values, cost-model error."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,11 +26,21 @@ LABELS = {
     "linear_top1": "linear top-1",
     "knn_pixels_top1": "raw-pixel kNN top-1",
     "knn_random_top1": "random-encoder kNN top-1",
-    "train_pflops": "train PFLOPs",
-    "eval_pflops": "eval PFLOPs",
+    "knn_val_top1": "validation kNN top-1",
+    "linear_val_top1": "validation linear top-1",
+    "finetune_top1": "fine-tune top-1",
+    "finetune_val_top1": "validation fine-tune top-1",
+    "train_pflops": "train PFLOPs (counted)",
+    "eval_pflops": "eval PFLOPs (counted)",
+    "total_pflops": "total PFLOPs (counted)",
     "predicted_train_pflops": "predicted train PFLOPs",
-    "gpu_hours": "GPU-hours",
-    "wall_s": "wall-clock s",
+    "gpu_hours": "GPU-hours (measured)",
+    "wall_s": "wall-clock s (measured)",
+    "train_s": "train s (measured)",
+    "test_size": "test images",
+    "feature_rank": "feature rank",
+    "steps": "optimiser steps",
+    "steps_config": "steps",
     "img_per_s": "images/s",
     "peak_mem_mb": "peak memory MB",
     "resolution_schedule": "resolution",
@@ -102,6 +111,8 @@ def _knob_column(knob: str, spec: Any, df: pd.DataFrame) -> str | None:
     name = knob.removeprefix("trial.")
     if name in ("seed", "seeds"):
         return None
+    if name == "steps":  # the run-length knob; `steps` itself is the optimiser steps taken
+        return "steps_config" if "steps_config" in df else None
     if name in SCHEDULE_KNOBS or name == "resolution":
         schedule = "resolution_schedule" in df and (
             name != "resolution" or _has_stage_lists(spec) or _has_multi_stage(df["resolution_schedule"])
@@ -215,17 +226,6 @@ def fmt_acc(value: float) -> str:
 # ---------------------------------------------------------------- headline
 
 
-@dataclass(frozen=True)
-class Headline:
-    counts: dict[str, int]
-    accuracy: str
-    cost: str
-    best: pd.Series | None = None
-    cheapest: pd.Series | None = None  # cheapest trial within `within` of the best
-    cost_fraction: float = float("nan")  # cheapest's cost / best's cost
-    sentences: list[str] = field(default_factory=list)
-
-
 def status_counts(df: pd.DataFrame) -> dict[str, int]:
     counts = {"total": len(df), "finished": 0, "failed": 0, "running": 0, "pending": 0, "skipped_budget": 0}
     if len(df):
@@ -242,82 +242,7 @@ def finished(df: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return out
 
 
-def headline(
-    df: pd.DataFrame, objectives: Mapping[str, str], within: float = 0.01, knobs: Sequence[str] = ()
-) -> Headline:
-    """Best trial by the primary objective, and the cheapest trial within ``within`` of it.
-
-    ``within`` is absolute (0.01 = 1 point of a [0, 1] accuracy); ties at the best value go
-    to the cheaper trial. ``knobs`` only adds the trials' knob values to the sentences.
-    """
-    accuracy = next(iter(objectives))
-    cost = primary_cost(objectives)
-    counts = status_counts(df)
-    sentences = [_counts_sentence(counts)]
-    done = finished(df, accuracy) if accuracy in df else df.iloc[0:0]
-    if done.empty:
-        sentences.insert(0, f"No finished trial has a {label(accuracy)} value yet.")
-        return Headline(counts, accuracy, cost, sentences=sentences)
-    maximise = objective_signs({accuracy: objectives[accuracy]})[accuracy] > 0
-    acc = done[accuracy].astype(float)
-    cost_values = done[cost].astype(float) if cost in done else pd.Series(np.nan, index=done.index)
-    best_value = acc.max() if maximise else acc.min()
-    at_best = done[acc == best_value]
-    best = at_best.loc[cost_values[at_best.index].fillna(np.inf).idxmin()]
-    tolerance = within + 1e-9
-    near = done[(best_value - acc <= tolerance) if maximise else (acc - best_value <= tolerance)]
-    near_costs = cost_values[near.index]
-    cheapest = near.loc[near_costs.idxmin()] if near_costs.notna().any() else best
-    best_cost, cheapest_cost = float(best.get(cost, np.nan)), float(cheapest.get(cost, np.nan))
-    fraction = cheapest_cost / best_cost if best_cost > 0 else float("nan")
-    if is_accuracy(accuracy):
-        margin = "1 point" if abs(within - 0.01) < 1e-12 else f"{100 * within:g} points"
-    else:
-        margin = fmt_number(within)
-    sentences.insert(0, f"Best {label(accuracy)}: {_value(accuracy, best_value)} ({_trial_words(best, knobs)}).")
-    if cheapest["trial_id"] == best["trial_id"]:
-        sentences.insert(1, f"No cheaper trial comes within {margin} of it.")
-    else:
-        sentences.insert(
-            1,
-            f"Cheapest within {margin}: {_value(accuracy, cheapest[accuracy])} at "
-            f"{fmt_pct(fraction)} of the best trial's {label(cost)} ({_trial_words(cheapest, knobs)}).",
-        )
-    return Headline(counts, accuracy, cost, best, cheapest, fraction, sentences)
-
-
-def _value(column: str, value: float) -> str:
-    return fmt_acc(float(value)) if is_accuracy(column) else fmt_number(float(value))
-
-
-def _trial_words(row: pd.Series, knobs: Sequence[str] = ()) -> str:
-    words = [f"trial {row['trial_id']}"]
-    words += [f"{label(k)} {fmt_number(row[k])}" for k in knobs if k in row.index]
-    seed = row.get("seed")
-    if seed is not None and not pd.isna(seed):
-        words.append(f"seed {fmt_number(seed)}")
-    return ", ".join(words)
-
-
-def _counts_sentence(counts: Mapping[str, int]) -> str:
-    parts = [f"{plural(counts['total'], 'trial')}: {counts['finished']} finished, {counts['failed']} failed, "
-             f"{counts['running']} running"]
-    for key in ("pending", "skipped_budget"):
-        if counts.get(key):
-            parts.append(f"{counts[key]} {key.replace('_', ' ')}")
-    others = {k: v for k, v in counts.items()
-              if k not in ("total", "finished", "failed", "running", "pending", "skipped_budget") and v}
-    parts.extend(f"{v} {k}" for k, v in others.items())
-    return ", ".join(parts) + "."
-
-
 # ---------------------------------------------------------------- the S3L check
-
-
-CHECK_COLUMNS = [
-    "knob", "value", "full_value", "seed", "context", "trial_id", "full_trial_id",
-    "accuracy", "full_accuracy", "accuracy_ratio", "accuracy_diff", "cost", "full_cost", "cost_ratio",
-]
 
 
 def full_size_value(column: str, values: pd.Series) -> Any:
@@ -335,115 +260,7 @@ def full_size_value(column: str, values: pd.Series) -> Any:
     return values.max()
 
 
-def s3l_check(
-    df: pd.DataFrame,
-    knobs: Sequence[str],
-    accuracy: str = "knn_top1",
-    cost: str = "train_pflops",
-) -> tuple[pd.DataFrame, list[str]]:
-    """Each scaled-down finished trial against the full-size trial of the same seed.
-
-    For every scaled knob (resolution, width, depth, stages, data fraction) among
-    ``knobs``, a trial is paired with the full-size trial that has the same seed and the
-    same value of every other knob. Returns one row per pair and one sentence per scaled
-    value (means over its pairs), e.g. "pre-training at 14 px reached 98.7% of the
-    28 px accuracy at 27% of its cost".
-    """
-    knobs = [k for k in knobs if k in df.columns]
-    done = finished(df, accuracy, cost) if {accuracy, cost} <= set(df.columns) else df.iloc[0:0]
-    rows: list[pd.DataFrame] = []
-    sentences: list[str] = []
-    for knob in knobs:
-        if scaled_kind(knob) is None or done.empty:
-            continue
-        full = full_size_value(knob, done[knob])
-        if full is None:
-            continue
-        keys = [k for k in knobs if k != knob] + (["seed"] if "seed" in done else [])
-        is_full = done[knob] == full
-        reference = (
-            done[is_full].groupby(keys, dropna=False, sort=False)
-            .agg(full_trial_id=("trial_id", "first"), full_accuracy=(accuracy, "mean"), full_cost=(cost, "mean"))
-            .reset_index()
-            if keys
-            else pd.DataFrame({
-                "full_trial_id": [done.loc[is_full, "trial_id"].iloc[0]] if is_full.any() else [],
-                "full_accuracy": [done.loc[is_full, accuracy].mean()] if is_full.any() else [],
-                "full_cost": [done.loc[is_full, cost].mean()] if is_full.any() else [],
-            })
-        )
-        scaled = done[~is_full]
-        if scaled.empty or reference.empty:
-            continue
-        pairs = scaled.merge(reference, on=keys, how="inner") if keys else scaled.merge(reference, how="cross")
-        if pairs.empty:
-            continue
-        others = [k for k in keys if k != "seed"]
-        out = pd.DataFrame({
-            "knob": knob,
-            "value": pairs[knob].astype(object),
-            "full_value": [full] * len(pairs),
-            "seed": pairs["seed"] if "seed" in pairs else np.nan,
-            "context": _context(pairs, others),
-            "trial_id": pairs["trial_id"],
-            "full_trial_id": pairs["full_trial_id"],
-            "accuracy": pairs[accuracy].astype(float),
-            "full_accuracy": pairs["full_accuracy"].astype(float),
-            "cost": pairs[cost].astype(float),
-            "full_cost": pairs["full_cost"].astype(float),
-        })
-        out["accuracy_ratio"] = out["accuracy"] / out["full_accuracy"]
-        out["accuracy_diff"] = out["accuracy"] - out["full_accuracy"]
-        out["cost_ratio"] = out["cost"] / out["full_cost"]
-        out = out.sort_values(["cost_ratio", "seed"], ascending=[False, True], kind="stable")
-        rows.append(out[CHECK_COLUMNS])
-        sentences.extend(_check_sentences(knob, full, out, accuracy, cost))
-    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=CHECK_COLUMNS)
-    return table, sentences
-
-
-def _context(pairs: pd.DataFrame, others: list[str]) -> list[str]:
-    if not others:
-        return [""] * len(pairs)
-    parts = [pairs[c].map(fmt_number).radd(f"{label(c)}=") for c in others]
-    joined = parts[0]
-    for p in parts[1:]:
-        joined = joined + ", " + p
-    return joined.tolist()
-
-
-def s3l_summary(check: pd.DataFrame) -> pd.DataFrame:
-    """One row per (knob, scaled value) of an ``s3l_check`` table: means over its pairs."""
-    if check.empty:
-        return pd.DataFrame(columns=["knob", "value", "full_value", "pairs", "accuracy_ratio", "accuracy_diff",
-                                     "cost_ratio"])
-    return (
-        check.groupby(["knob", "value"], sort=False)
-        .agg(full_value=("full_value", "first"), pairs=("trial_id", "size"),
-             accuracy_ratio=("accuracy_ratio", "mean"), accuracy_diff=("accuracy_diff", "mean"),
-             cost_ratio=("cost_ratio", "mean"))
-        .reset_index()
-    )
-
-
-def _check_sentences(knob: str, full: Any, pairs: pd.DataFrame, accuracy: str, cost: str) -> list[str]:
-    sentences = []
-    for row in s3l_summary(pairs).itertuples(index=False):
-        subject = describe_value(knob, row.value)
-        if scaled_kind(knob) == "resolution":
-            subject = "pre-training at " + subject
-        reference = "full-data" if scaled_kind(knob) == "data_fraction" else describe_value(knob, full)
-        points = f"{100 * row.accuracy_diff:+.1f} points" if is_accuracy(accuracy) else f"{row.accuracy_diff:+.3g}"
-        over = f"mean of {row.pairs} same-seed pairs" if row.pairs > 1 else "one pair"
-        sentences.append(
-            f"{subject[0].upper()}{subject[1:]} reached {100 * row.accuracy_ratio:.1f}% of the {reference} "
-            f"{'accuracy' if is_accuracy(accuracy) else label(accuracy)} ({points}) at "
-            f"{fmt_pct(row.cost_ratio)} of its cost ({label(cost)}; {over})."
-        )
-    return sentences
-
-
-# ---------------------------------------------------------------- cost model, seeds
+# ---------------------------------------------------------------- cost model
 
 
 def cost_model_error(df: pd.DataFrame) -> pd.DataFrame:
@@ -453,16 +270,3 @@ def cost_model_error(df: pd.DataFrame) -> pd.DataFrame:
     out = done[["trial_id", "predicted_train_pflops", "train_pflops"]].copy()
     out["error"] = out["train_pflops"] / out["predicted_train_pflops"] - 1.0
     return out
-
-
-def knob_summary(df: pd.DataFrame, knob: str, column: str, by: Sequence[str] = ()) -> pd.DataFrame:
-    """Mean, standard deviation and count of ``column`` per knob value (and ``by`` group)."""
-    done = finished(df, column)
-    keys = [*by, knob]
-    if done.empty:
-        return pd.DataFrame(columns=[*keys, "mean", "std", "n"])
-    return (
-        done.groupby(keys, dropna=False, sort=True)[column]
-        .agg(mean="mean", std="std", n="count")
-        .reset_index()
-    )

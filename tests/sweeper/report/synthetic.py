@@ -86,8 +86,14 @@ def make_tables(
     linear_nan: float = 0.2,
     epochs: int = 10,
     seed: int = 0,
+    seed_noise: float = 0.003,
+    old_shape: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``n_trials`` results rows (grid points x seeds, seeds outermost) and their epochs."""
+    """``n_trials`` results rows (grid points x seeds, seeds outermost) and their epochs.
+
+    ``old_shape`` writes the columns of stores made before the validation split and
+    per-architecture floors (no ``knn_val_top1``, ``test_size``, ``steps``...; per-epoch
+    ``knn_top1``)."""
     rng = np.random.default_rng(seed)
     grid = list(itertools.product(*(GRID[k] for k in knobs))) or [()]
     rows = []
@@ -115,7 +121,7 @@ def make_tables(
         - 0.012 * (depth < 18)
         - 0.05 * np.log10(1 / fraction)
         + 0.004 * (method == "byol")
-        + rng.normal(0, 0.003, n)
+        + rng.normal(0, seed_noise, n)
     ).clip(0.1, 0.99)
     gflops_per_img = 0.56 * (width / 1.0) ** 2 * (depth / 18) * res2 / 32**2 * 3 * 2  # fwd+bwd, two views
     train_pflops = gflops_per_img * 1e9 * TRAIN_IMAGES * fraction * epochs / 1e15
@@ -145,12 +151,19 @@ def make_tables(
     results["knn_top1"] = acc
     results["knn_top1_best"] = acc + np.abs(rng.normal(0, 0.002, n))
     results["linear_top1"] = np.where(rng.random(n) < linear_nan, np.nan, acc + 0.015 + rng.normal(0, 0.003, n))
-    results["knn_pixels_top1"] = 0.78 + 0.05 * (final_res / 28)
-    results["knn_random_top1"] = 0.66 + 0.04 * (final_res / 28)
+    results["knn_val_top1"] = acc + rng.normal(0, 0.003, n)
+    results["knn_pixels_top1"] = 0.70 + 0.05 * (final_res / 28)
+    results["knn_random_top1"] = 0.62 + 0.04 * (final_res / 28) + 0.02 * np.log2(width / 0.25)
+    results["test_size"] = 10_000
+    results["feature_rank"] = 40 * width * (final_res / 28)
+    results["steps"] = np.ceil(TRAIN_IMAGES * 0.9 * fraction / 512) * epochs
+    results["steps_config"] = np.nan
     results["train_pflops"] = train_pflops
     results["eval_pflops"] = train_pflops * 0.04
     results["predicted_train_pflops"] = train_pflops * (1 + rng.normal(0.02, 0.04, n))
+    results["total_pflops"] = train_pflops * 1.04
     results["wall_s"] = wall_s
+    results["train_s"] = wall_s * 0.9
     results["gpu_hours"] = wall_s / 3600 * gpu_fraction
     results["img_per_s"] = img_per_s
     results["gpu_fraction"] = gpu_fraction
@@ -170,8 +183,9 @@ def make_tables(
         status[tail[running : running + pending]] = "pending"
     results["status"] = status
     not_done = status != "finished"
-    results.loc[not_done, ["knn_top1", "knn_top1_best", "linear_top1", "train_pflops", "eval_pflops",
-                           "wall_s", "gpu_hours", "img_per_s", "peak_mem_mb"]] = np.nan
+    results.loc[not_done, ["knn_top1", "knn_val_top1", "knn_top1_best", "linear_top1", "train_pflops", "eval_pflops",
+                           "total_pflops", "wall_s", "train_s", "gpu_hours", "img_per_s", "peak_mem_mb",
+                           "feature_rank", "steps"]] = np.nan
     epochs_done = np.full(n, epochs)
     epochs_done[status == "failed"] = rng.integers(0, epochs, (status == "failed").sum())
     epochs_done[status == "running"] = rng.integers(1, epochs, (status == "running").sum())
@@ -182,14 +196,22 @@ def make_tables(
     for j, i in enumerate(failed_idx):
         results.at[i, "error"] = ERRORS[j % len(ERRORS)]
     results["resumed_from_corrupt"] = results["resumed_from_corrupt"] & ~not_done
-    return results, _epochs_table(results, stages, acc, gflops_per_img, res2, img_per_s, fraction, epochs, rng)
+    curves = _epochs_table(results, stages, acc, gflops_per_img, res2, img_per_s, fraction, epochs, rng)
+    if old_shape:
+        results = results.drop(columns=[c for c in NEW_COLUMNS if c in results])
+        curves = curves.drop(columns=["step"]).rename(columns={"knn_val_top1": "knn_top1"})
+    return results, curves
+
+
+# columns the trainer rework added (validation split, per-architecture floors, test size, steps)
+NEW_COLUMNS = ("knn_val_top1", "test_size", "feature_rank", "steps", "steps_config", "total_pflops", "train_s")
 
 
 def _epochs_table(results, stages, acc, gflops_per_img, res2, img_per_s, fraction, epochs, rng) -> pd.DataFrame:
     done = results["epochs_done"].to_numpy()
     trial = np.repeat(np.arange(len(results)), done)
     if trial.size == 0:
-        return pd.DataFrame(columns=["trial_id", "epoch", "resolution", "loss", "lr", "knn_top1",
+        return pd.DataFrame(columns=["trial_id", "epoch", "step", "resolution", "loss", "lr", "knn_val_top1",
                                      "train_pflops_cum", "wall_s_cum"])
     epoch = np.concatenate([np.arange(1, d + 1) for d in done]) if done.sum() else np.array([], int)
     resolution = np.array([_stage_at(stages[t], e, epochs) for t, e in zip(trial, epoch)])
@@ -201,10 +223,11 @@ def _epochs_table(results, stages, acc, gflops_per_img, res2, img_per_s, fractio
     frame = pd.DataFrame({
         "trial_id": results["trial_id"].to_numpy()[trial],
         "epoch": epoch,
+        "step": epoch * np.ceil(TRAIN_IMAGES * 0.9 * fraction[trial] / 512),
         "resolution": resolution,
         "loss": 5.5 * np.exp(-1.2 * progress) + 0.3 + rng.normal(0, 0.02, trial.size),
         "lr": 0.5 * 0.5 * (1 + np.cos(math.pi * progress)),
-        "knn_top1": np.where(evaluated, knn, np.nan),
+        "knn_val_top1": np.where(evaluated, knn, np.nan),
         "train_pflops_cum": per_epoch_pflops,
         "wall_s_cum": per_epoch_wall,
     })

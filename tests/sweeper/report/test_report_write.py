@@ -48,7 +48,7 @@ def build(store: Path, tmp_path: Path) -> tuple[Path, PageParser, str]:
 def test_full_report_has_every_section_and_relative_images(make_store, tmp_path):
     index, page, text = build(make_store(60, running=0, failed=0.1), tmp_path)
     assert index.name == "index.html"
-    assert {"headline", "pareto", "knobs", "curves", "s3l", "cost-model", "trials", "study"} <= page.ids
+    assert {"headline", "verdict", "pareto", "knobs", "curves", "s3l", "cost-model", "trials", "stale", "study"} <= page.ids
     assert len(page.images) == 7  # pareto, 3 knobs, learning curves, s3l, cost model
     for src in page.images:
         assert not src.startswith(("/", "http", "file:")), src
@@ -56,8 +56,9 @@ def test_full_report_has_every_section_and_relative_images(make_store, tmp_path)
         assert data.startswith(b"\x89PNG")
     assert page.scripts == 1
     words = " ".join(page.text)
-    assert "Pre-training at 14 px" in words and "of the 28 px accuracy" in words
-    assert "Cheapest within 1 point" in words
+    assert "Pre-training at 12 px (equal epochs, width=1, data fraction=1)" in words and "against 28 px" in words
+    assert "Verdict (equal epochs): " in words and "Rule: a scaled-down setting holds when" in words
+    assert "within 1 point of it" in words
     assert "PARTIAL" not in words
     # no temp files left behind; nothing fetched from the network
     assert not list(index.parent.glob(".*.tmp"))
@@ -68,8 +69,9 @@ def test_one_trial(make_store, tmp_path):
     index, page, _ = build(make_store(1, failed=0.0, knobs=("resolution",)), tmp_path)
     words = " ".join(page.text)
     assert "1 trial: 1 finished" in words
-    assert "No cheaper trial comes within 1 point" in words
-    assert "no scaled-down trial" in words  # the S3L check explains why it is empty
+    assert "No cheaper configuration comes within 1 point" in words
+    assert "Verdict: none." in words
+    assert "no scaled-down configuration" in words  # the S3L check explains why it is empty
     assert all((index.parent / src).exists() for src in page.images)
 
 
@@ -124,7 +126,7 @@ def test_nan_linear_top1_and_linear_as_primary_objective(make_store, tmp_path):
     store = make_store(24, linear_nan=0.5, objectives={"linear_top1": "max", "gpu_hours": "min"})
     _, page, _ = build(store, tmp_path)
     assert any(src.endswith("pareto.png") for src in page.images)
-    assert "Best linear top-1" in " ".join(page.text)
+    assert "linear top-1 (95% CI" in " ".join(page.text)
 
 
 def test_missing_epochs_and_provenance_still_render(make_store, tmp_path):
@@ -171,8 +173,8 @@ def test_generated_store_matches_the_contract(make_store):
     assert results["trial_id"].is_unique
     assert set(results["status"]) <= {"finished", "failed", "running", "pending", "skipped_budget"}
     assert results.loc[results["status"] != "finished", "knn_top1"].isna().all()
-    assert {"trial_id", "epoch", "resolution", "loss", "lr", "knn_top1", "train_pflops_cum", "wall_s_cum"} <= set(
-        epochs.columns)
+    assert {"trial_id", "epoch", "step", "resolution", "loss", "lr", "knn_val_top1", "train_pflops_cum",
+            "wall_s_cum"} <= set(epochs.columns)
     assert list(study["objectives"]) == ["knn_top1", "train_pflops"]
     assert json.loads((store / "provenance.json").read_text())["git_sha"]
     multi = results[results["resolution_schedule"] == "14x8,28x2"]
@@ -205,7 +207,7 @@ def test_minimal_columns_and_empty_results(tmp_path):
     (minimal / "study.yaml").write_text(yaml.safe_dump({"name": "minimal", "space": {"resolution": {"grid": [8, 16]}}}))
     _, page, _ = build(minimal, tmp_path)
     words = " ".join(page.text)
-    assert "Pre-training at 8 px reached 83.3% of the 16 px accuracy" in words
+    assert "Pre-training at 8 px (equal epochs): -10.0 points against 16 px (no interval" in words
     assert "POSSIBLY PARTIAL" in words
 
     empty = tmp_path / "empty"

@@ -1,0 +1,205 @@
+"""Every sentence the report states about results, built from configuration means, fair pairs
+and trend fits (``compare``), intervals (``stats``) and the verdict rule (``verdict``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .compare import config_words, configurations, reported_column, selection_column
+from .stats import BINOMIAL, NONE, Interval, binomial_se
+from .summary import describe_value, fmt_acc, fmt_pct, label, plural, primary_cost, scaled_kind, status_counts
+from .verdict import (
+    FAILS,
+    FLOOR_COLUMNS,
+    FLOOR_WORDS,
+    HOLDS,
+    INCONCLUSIVE,
+    MARGIN,
+    NOT_MEANINGFUL,
+    floors_beaten,
+    settle_words,
+)
+
+
+def points(x: float) -> str:
+    """Signed accuracy points, one decimal ('+0.4', '-3.0'; '0.0', never '-0.0')."""
+    if not math.isfinite(x):
+        return "–"
+    text = f"{100 * x:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
+def interval_words(interval: Interval, as_points: bool = False) -> str:
+    """'95% CI 87.9–89.1%' (or '95% CI -0.9 to +0.1 points'); 'no interval' when unknown."""
+    if not interval.known:
+        return "no interval: one seed and no test-set size"
+    if as_points:
+        return f"95% CI {points(interval.low)} to {points(interval.high)} points"
+    return f"95% CI {100 * interval.low:.1f}–{100 * interval.high:.1f}%"
+
+
+def seed_words(interval: Interval) -> str:
+    return "one seed, test-set noise only" if interval.method == BINOMIAL else plural(interval.n, "seed")
+
+
+# ---------------------------------------------------------------- headline
+
+
+@dataclass(frozen=True)
+class Headline:
+    counts: dict[str, int]
+    accuracy: str  # the reported (test) column
+    cost: str
+    configs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    best: pd.Series | None = None
+    cheapest: pd.Series | None = None  # cheapest configuration within MARGIN of the best
+    cost_fraction: float = float("nan")
+    floors_beaten: bool = True
+    sentences: list[str] = field(default_factory=list)
+
+
+def counts_sentence(counts: Mapping[str, int]) -> str:
+    parts = [f"{plural(counts['total'], 'trial')}: {counts['finished']} finished, {counts['failed']} failed, "
+             f"{counts['running']} running"]
+    parts += [f"{counts[k]} {k.replace('_', ' ')}" for k in counts
+              if k not in ("total", "finished", "failed", "running") and counts[k]]
+    return ", ".join(parts) + "."
+
+
+def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[str] = ()) -> Headline:
+    """The best configuration (chosen on validation accuracy when recorded, stated on test), the
+    cheapest configuration within 1 point of it, floors first when they were not beaten, the
+    trial counts once, and how the intervals were made."""
+    accuracy = reported_column(next(iter(objectives)))
+    cost = primary_cost(objectives)
+    counts = status_counts(df)
+    configs = configurations(df, knobs, accuracy, cost)
+    configs = configs[configs["accuracy"].notna()] if len(configs) else configs
+    if configs.empty:
+        return Headline(counts, accuracy, cost, configs,
+                        sentences=[f"No finished trial has a {label(accuracy)} value yet.", counts_sentence(counts)])
+    select = selection_column(accuracy, df)
+    score = configs["selection"].where(configs["selection"].notna(), configs["accuracy"])
+    at_best = configs[score == score.max()]
+    best = at_best.loc[at_best["cost"].fillna(math.inf).idxmin()]
+    near = configs[configs["accuracy"] >= best["accuracy"] - MARGIN - 1e-12]
+    cheapest = near.loc[near["cost"].idxmin()] if near["cost"].notna().any() else best
+    fraction = cheapest["cost"] / best["cost"] if best["cost"] > 0 else float("nan")
+    beaten, missed = floors_beaten(best["interval"], {c: best[c] for c in FLOOR_COLUMNS})
+    sentences = []
+    chosen = f", chosen on {label(select)}" if select != accuracy else ""
+    best_text = (f"{fmt_acc(best['accuracy'])} {label(accuracy)} ({interval_words(best['interval'])}; "
+                 f"{seed_words(best['interval'])}) with {config_words(best, knobs)}{chosen}")
+    if not beaten:
+        floors = "; ".join(f"{label(c)} {fmt_acc(best[c])}" for c in FLOOR_COLUMNS if math.isfinite(best[c]))
+        sentences.append(f"Pre-training did not beat {FLOOR_WORDS[missed]} here: the best configuration reached "
+                         f"{best_text}, not above the floors of its own architecture ({floors}).")
+    else:
+        sentences.append(f"Best configuration: {best_text}.")
+    if cheapest.name == best.name:
+        sentences.append(f"No cheaper configuration comes within 1 point of it.")
+    else:
+        sentences.append(f"Cheapest configuration within 1 point of it: {fmt_acc(cheapest['accuracy'])} "
+                         f"({interval_words(cheapest['interval'])}) at {fmt_pct(fraction)} of its {label(cost)} "
+                         f"({config_words(cheapest, knobs)}).")
+    sentences.append(counts_sentence(counts))
+    sentences.append(noise_sentence(configs))
+    return Headline(counts, accuracy, cost, configs, best, cheapest, fraction, beaten, sentences)
+
+
+def noise_sentence(configs: pd.DataFrame) -> str:
+    methods = set(configs["interval_method"])
+    if methods <= {BINOMIAL, NONE}:
+        sizes = configs["test_size"].dropna()
+        if sizes.empty:
+            return ("One seed per configuration and no test-set size recorded: these numbers carry no interval; "
+                    "differences of a point or two may be noise.")
+        n = float(sizes.median())
+        se = binomial_se(float(configs["accuracy"].median()), n)
+        return (f"One seed per configuration: intervals are the binomial standard error of the test accuracy "
+                f"({n:,.0f} test images, about ±{100 * se:.1f} points), which leaves seed-to-seed variation out.")
+    seeds = configs["n_seeds"]
+    spread = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    one = (" (the binomial standard error of the test accuracy for a configuration with one seed)"
+           if seeds.min() == 1 else "")
+    return (f"Intervals are 95% t-intervals over seeds ({spread} per configuration){one}; single trials stay in "
+            "the table.")
+
+
+# ---------------------------------------------------------------- pairs, trends, verdict
+
+
+def subject(knob: str, value) -> str:
+    words = describe_value(knob, value)
+    return "pre-training at " + words if scaled_kind(knob) == "resolution" else words
+
+
+def pair_sentence(row) -> str:
+    """'Pre-training at 14 px (equal epochs, width=1): -0.4 points (95% CI ...; 3 seeds) at 27% of
+    the cost of 28 px: holds.'"""
+    full = "full data" if scaled_kind(row.knob) == "data_fraction" else describe_value(row.knob, row.full_value)
+    text = subject(row.knob, row.value)
+    where = f"{row.pairing}" + (f", {row.context}" if row.context else "")
+    if row.length and row.length != row.full_length:
+        where += f", {row.length} against {row.full_length}"
+    diff: Interval = row.diff_interval
+    sentence = (f"{text[0].upper()}{text[1:]} ({where}): {points(row.diff)} points against {full} "
+                f"({interval_words(diff, as_points=True)}; {seed_words(diff)}) at {fmt_pct(row.cost_ratio)} of its "
+                f"cost: {row.verdict}")
+    return sentence + _reason(row.verdict, diff, row.floor_missed, f"the {full} arm") + "."
+
+
+def _reason(verdict: str, diff: Interval, floor_missed: str | None, arm: str) -> str:
+    if verdict == NOT_MEANINGFUL:
+        return f" ({arm} does not beat {FLOOR_WORDS.get(floor_missed, 'its floors')})"
+    if verdict == INCONCLUSIVE:
+        return f" ({settle_words(diff)})"
+    return ""
+
+
+def trend_sentence(row) -> str:
+    diff: Interval = row.diff_interval
+    full, small = describe_value(row.knob, row.full_value), describe_value(row.knob, row.small_value)
+    return (f"Fitted trend over {row.trials} trials, {label(row.knob)} from {full} down to {small}: "
+            f"{points(row.diff)} points ({interval_words(diff, as_points=True)}; "
+            f"{points(row.per_halving)} points per halving) at {fmt_pct(row.cost_ratio)} of the fitted cost: "
+            f"{row.verdict}" + _reason(row.verdict, diff, row.floor_missed, f"{full}") + ".")
+
+
+def verdict_line(pairs: pd.DataFrame, trends: pd.DataFrame, head: Headline) -> str:
+    """One sentence answering the study's question, per scaled-down setting."""
+    if not len(pairs) and not len(trends):
+        return ("Verdict: none. The study has no scaled-down setting with a finished full-size arm to compare "
+                "against (nor enough varied trials to fit a trend).")
+    if not head.floors_beaten and head.best is not None:
+        return ("Verdict: not meaningful. Pre-training did not beat its floors (raw pixels or an untrained encoder "
+                "of the same architecture), so no scaled-down setting can keep an accuracy that was never learned.")
+    parts = []
+    if len(pairs):
+        chosen = pairs[pairs["primary"]]
+        pairing = chosen["pairing"].iloc[0] if (chosen["pairing"] == chosen["pairing"].iloc[0]).all() else None
+        for row in chosen.itertuples(index=False):
+            text = f"{subject(row.knob, row.value)} {row.verdict} ({points(row.diff)} points"
+            text += f", {row.pairing}" if pairing is None else ""
+            text += f", {fmt_pct(row.cost_ratio)} of the cost" + (f"; {settle_words(row.diff_interval)}"
+                                                                   if row.verdict == INCONCLUSIVE else "") + ")"
+            parts.append(text)
+        head_words = f"Verdict ({pairing}): " if pairing else "Verdict: "
+    elif len(trends):
+        for row in trends.itertuples(index=False):
+            text = (f"{subject(row.knob, row.small_value)} {row.verdict} ({points(row.diff)} points against "
+                    f"{describe_value(row.knob, row.full_value)}, fitted; {fmt_pct(row.cost_ratio)} of the cost"
+                    + (f"; {settle_words(row.diff_interval)}" if row.verdict == INCONCLUSIVE else "") + ")")
+            parts.append(text)
+        head_words = "Verdict (fitted trends): "
+    return head_words + "; ".join(parts) + "."
+
+
+def tally(pairs: pd.DataFrame) -> dict[str, int]:
+    chosen = pairs[pairs["primary"]] if len(pairs) else pairs
+    return {v: int((chosen["verdict"] == v).sum()) if len(chosen) else 0
+            for v in (HOLDS, FAILS, INCONCLUSIVE, NOT_MEANINGFUL)}

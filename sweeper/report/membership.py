@@ -1,0 +1,80 @@
+"""Which trial records belong to the study as it now stands.
+
+A store keeps every record it ever wrote; after a grid shrinks or the base config changes,
+some of them are no longer trials of the study (``study.yaml`` in the store is the study as
+last run). Their ids are computed exactly as the runner does: the study's points
+(``sweeper.space.points``), resolved by ``Study.trial_config`` and hashed by ``sweeper.store.trial_id``:
+what ``sweeper.trainable.trial_id_for`` does (its CPU-only device override is not hashed), without
+importing Ray or the trainer. Optuna studies have no
+fixed point list, so a record of theirs is current when its own sweep point, under the
+current study, still gives its id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Membership:
+    current: pd.Series  # bool per results row
+    note: str | None = None  # why membership could not be checked (then every row counts as current)
+    unchecked: bool = False  # no current study to check against (the note says why)
+
+    @property
+    def stale(self) -> pd.Series:
+        return ~self.current
+
+
+def current_trial_ids(store_dir: Path) -> tuple[set[str] | None, str | None]:
+    """(ids of the current study's trials, None) or (None, why they cannot be known)."""
+    from sweeper.space import points
+    from sweeper.store import Store, trial_id
+    from sweeper.study import StudyError, load_study
+
+    path = Path(store_dir) / "study.yaml"
+    if not path.exists():
+        return None, "the store has no study.yaml"
+    try:
+        study = load_study(path)
+    except StudyError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid"
+        return None, f"its study.yaml does not validate ({first})"
+    except Exception as exc:  # an unreadable study must not stop the report
+        return None, f"its study.yaml cannot be read ({type(exc).__name__}: {exc})"
+    def id_of(point: dict) -> str:
+        return trial_id(study.trial_config(point).to_dict())
+
+    if study.search.algorithm in ("grid", "random"):
+        try:
+            return {id_of(point) for point in points(study)}, None
+        except Exception as exc:  # a point today's trainer config refuses (an older study)
+            return None, f"its points do not resolve to trial configs ({type(exc).__name__}: {exc})"
+    keys = set(study.space)
+    ids = set()
+    for record in Store(Path(store_dir)).records():
+        point = record.get("point")
+        if not isinstance(point, dict) or set(point) - {"seed"} != keys or point.get("seed") not in study.seeds:
+            continue
+        try:
+            if id_of(point) == record.get("trial_id"):
+                ids.add(str(record["trial_id"]))
+        except Exception:  # a point the current config no longer accepts is not in the study
+            continue
+    return ids, None
+
+
+def membership(results: pd.DataFrame, ids: set[str] | None, why: str | None = None) -> Membership:
+    """Split ``results`` rows into the current study's trials and the others."""
+    if ids is None:
+        return Membership(pd.Series(True, index=results.index),
+                          f"Membership in the current study was not checked: {why}." if why else None, unchecked=True)
+    current = results["trial_id"].astype(str).isin(ids)
+    if len(results) and not current.any():
+        return Membership(pd.Series(True, index=results.index),
+                          f"None of the {len(results)} records has a trial id of the current study (written by "
+                          "another results version of the trainer, or for another study); all are shown.")
+    return Membership(current)
