@@ -228,3 +228,28 @@ def test_knob_values_with_markup_and_dollars_are_plain_text(tmp_path):
     index, page, text = build(store, tmp_path)
     assert "fig_knob_0_method.png" in page.images  # matplotlib did not try to parse "$...$" as math
     assert "<i>" not in text and "&lt;i&gt;by$ol&lt;/i&gt;" in text
+
+
+def test_a_store_of_the_old_shape_renders_with_missing_columns_as_absent(tmp_path):
+    results, epochs = synthetic.make_tables(18, knobs=("resolution", "backbone.width"), old_shape=True, failed=0.0)
+    assert "knn_val_top1" not in results and "test_size" not in results and "knn_top1" in epochs
+    study = synthetic.make_study("old", ["resolution", "backbone.width"], [0])
+    store = synthetic.write_store(tmp_path / "store", results, epochs, study)
+    index, page, _ = build(store, tmp_path)
+    words = " ".join(page.text)
+    assert "Verdict (equal epochs): " in words
+    assert "no test-set size recorded" in words  # one seed, no binomial interval possible: said, not invented
+    assert "kNN top-1 on the test (an older store without a validation split) split" in words
+    assert "fig_learning_curves.png" in page.images
+
+
+def test_a_random_search_gets_fitted_trends_in_the_s3l_check(tmp_path):
+    results, epochs = synthetic.make_tables(36, knobs=("backbone.width", "data_fraction"), failed=0.0)
+    study = synthetic.make_study("random", ["backbone.width", "data_fraction"], [0, 1, 2, 3])
+    study["search"] = {"algorithm": "random", "num_samples": 9, "seed": 0}
+    store = synthetic.write_store(tmp_path / "store", results, epochs, study)
+    _, page, _ = build(store, tmp_path)
+    words = " ".join(page.text)
+    assert "fig_s3l_trend.png" in page.images and "fig_s3l.png" not in page.images
+    assert "Verdict (fitted trends): width 0.25x fails" in words
+    assert "Fitted trend over 36 trials, width from width 1x down to width 0.25x:" in words
