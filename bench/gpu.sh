@@ -7,8 +7,8 @@
 # STEP: throughput packing compile fmnist (default: all four, in that order).
 #
 # Needs PyTorch + torchvision on the host. Ray and Optuna come from .device/install.sh when
-# present (made here by ../shared/tools/device-pack-ray.sh; without it the packing step is
-# skipped). The full Fashion-MNIST run needs the four idx .gz files in .device/fashion-mnist/
+# present (Ray 2.60 and Optuna wheels installed into /tmp/site: docs/BENCHMARKS.md, "Preparing
+# the host"; without it the packing step is skipped). The full Fashion-MNIST run needs the four idx .gz files in .device/fashion-mnist/
 # (copy them from /usr/share/datasets/fashion-mnist/); without them that step is skipped.
 #
 # Steps, each under `timeout`, inside a total budget (GPU_BENCH_BUDGET_S, default 465 s):

@@ -2,7 +2,7 @@
 
 `load_dataset(name)` returns an `ImageDataset`: whole train and test splits as uint8
 NCHW tensors, so a trainer can move them to the device once and make augmented views
-per batch there (see DESIGN.md, "Speed"). Files are parsed in bulk (idx, CIFAR
+per batch there (docs/design.md, "Inside one trial"). Files are parsed in bulk (idx, CIFAR
 pickles, STL-10 binaries); torchvision is used only to download.
 
 Names: see `DATASET_NAMES`, plus `imagefolder:PATH` (decoded once to a cache by

@@ -11,26 +11,68 @@ from sweeper.study import Study, StudyError, load_study
 EXIT_BAD_INPUT = 2
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("s3l-sweep")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked for (importlib.metadata scans the installed packages)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: str = argparse.SUPPRESS, help: str | None = None):  # noqa: A002
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        print(f"s3l-sweep {_version()}")
+        parser.exit()
+
+
+# Every command takes a study file or its store (runs/<name>, which holds the resolved study.yaml).
+TARGET_HELP = "study YAML file, or its store directory (runs/<name>)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # Parsing imports nothing heavy: torch, Ray and pandas load inside the commands that use them.
     parser = argparse.ArgumentParser(prog="s3l-sweep", description="S3L studies: sweep small-scale SSL pre-training on Ray and report accuracy against cost.")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run (or resume, or extend) a study")
-    run.add_argument("study", type=Path, help="study YAML file")
+    run.add_argument("study", type=Path, help=TARGET_HELP)
     run.add_argument("--address", help="Ray cluster to attach to (else RAY_ADDRESS, else cluster.address, else an embedded local Ray)")
     run.add_argument("--storage", help="override the study's storage directory")
-    run.add_argument("--dry-run", action="store_true", help="validate and list the trials that would run; start nothing")
+    run.add_argument("--dry-run", action="store_true", help="validate and list the trials that would run (finished ones in the store excluded); start nothing")
     run.add_argument("--no-report", action="store_true", help="skip writing the HTML report at the end")
+    run.add_argument("-v", "--verbose", action="store_true", help="show Ray's full output (its status tables, warnings and hints)")
     status = commands.add_parser("status", help="progress of a study from its store")
-    status.add_argument("target", type=Path, help="study YAML file or its store directory (runs/<name>)")
+    status.add_argument("target", type=Path, help=TARGET_HELP)
     status.add_argument("--storage", help="override the study's storage directory")
     validate = commands.add_parser("validate", help="check study files; print every problem")
-    validate.add_argument("studies", type=Path, nargs="+")
-    estimate = commands.add_parser("estimate", help="trial count and predicted cost from the cost model")
-    estimate.add_argument("study", type=Path)
+    validate.add_argument("studies", type=Path, nargs="+", help=TARGET_HELP + "; several at once")
+    estimate = commands.add_parser("estimate", help="the trials and their predicted cost: PFLOPs, wall time and device-hours on this CPU and on GPUs")
+    estimate.add_argument("study", type=Path, help=TARGET_HELP)
     report = commands.add_parser("report", help="(re)write the HTML report of a study store")
-    report.add_argument("store", type=Path, help="study store directory (runs/<name>)")
+    report.add_argument("store", type=Path, help=TARGET_HELP)
+    report.add_argument("--storage", help="override the study's storage directory (with a study file)")
     report.add_argument("--out", type=Path, help="report directory (default: the study's report dir / name)")
     return parser
+
+
+def study_file(target: Path) -> Path:
+    """The study file of a target: the file itself, or the resolved study.yaml of a store."""
+    return target / "study.yaml" if target.is_dir() and (target / "study.yaml").is_file() else target
+
+
+def store_of(target: Path, storage: str | None = None) -> Path:
+    """The store of a target: the directory itself, or where a study file's results go."""
+    if target.is_dir():
+        return target
+    from sweeper.store import store_root
+
+    return store_root(_load(target), storage)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +103,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = False
     for path in args.studies:
         try:
-            _load(path)
+            _load(study_file(path))
             print(f"{path}: ok")
         except StudyError as exc:
             failed = True
@@ -71,12 +113,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from sweeper.estimate import estimate_table
+    from sweeper.estimate import render_estimate
 
-    study = _load(args.study)
-    table = estimate_table(study)
-    print(table.to_string(index=False))
-    print(f"total: {len(table)} trials, {table['predicted_train_pflops'].sum():.4f} PFLOPs, {table['predicted_gpu_hours'].sum():.3f} GPU-hours (predicted)")
+    print(render_estimate(_load(study_file(args.study))))
+    return 0
+
+
+def _dry_run(study: Study, storage: str | None) -> int:
+    """What `run` would launch now: the study's trials less those finished in its store."""
+    from sweeper.estimate import render_estimate
+    from sweeper.store import Store, store_root
+
+    root = store_root(study, storage)
+    finished = Store(root).finished_ids() if (root / "study.yaml").exists() else set()
+    print(render_estimate(study, finished_ids=finished))
+    if study.search.algorithm.startswith("optuna") and finished:
+        print(f"{len(finished)} finished trials in {root} count toward num_samples")
     return 0
 
 
@@ -84,16 +136,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeper.runner import ClusterError, available_resources, cluster_address, run_study
     from sweeper.store import StoreError
 
-    study = _load(args.study)
+    path = study_file(args.study)
+    study = _load(path)
     address = cluster_address(study, args.address)
     if args.dry_run and address is not None:
-        return cmd_estimate(args)  # a dry run does not attach to a cluster
+        return _dry_run(study, args.storage)  # a dry run does not attach to a cluster
     try:
         # Validate again against what the cluster offers, so an impossible request is a study error.
-        study = load_study(args.study, cluster_resources=available_resources(address))
+        study = load_study(path, cluster_resources=available_resources(address))
         if args.dry_run:
-            return cmd_estimate(args)
-        summary = run_study(study, address=args.address, storage=args.storage, report=not args.no_report)
+            return _dry_run(study, args.storage)
+        summary = run_study(study, address=args.address, storage=args.storage, report=not args.no_report, verbose=args.verbose)
     except (StoreError, ClusterError) as exc:
         raise UserFacingError(str(exc)) from None
     print(f"study {study.name}: {summary.finished} finished, {summary.failed} failed, {summary.reused} reused, {summary.launched} run now")
@@ -109,9 +162,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     root = args.target
     if root.is_file():
-        from sweeper.runner import store_root
+        from sweeper.estimate import planned_trials
+        from sweeper.store import store_root
 
-        root = store_root(_load(root), args.storage)
+        study = _load(root)
+        root = store_root(study, args.storage)
+        if not (root / "study.yaml").exists():  # not run yet: nothing to read, nothing wrong
+            print(f"{root}: not run yet, 0 of {planned_trials(study)} trials finished")
+            return 0
     if not (root / "study.yaml").exists():
         raise UserFacingError(f"{root} is not a study store (no study.yaml); run the study first")
     store = Store(root)
@@ -131,17 +189,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sweeper.results import write_tables
     from sweeper.store import Store
 
-    if not (args.store / "study.yaml").exists():
-        raise UserFacingError(f"{args.store} is not a study store (no study.yaml); is it runs/<name>?")
-    write_tables(Store(args.store))  # from the trial records, so a running study's report is current
+    store = store_of(args.store, args.storage)
+    if not (store / "study.yaml").exists():
+        raise UserFacingError(f"{store} is not a study store (no study.yaml); is it runs/<name>, and has the study run?")
+    write_tables(Store(store))  # from the trial records, so a running study's report is current
     out = args.out
     if out is None:
-        resolved = yaml.safe_load((args.store / "study.yaml").read_text())
+        resolved = yaml.safe_load((store / "study.yaml").read_text())
         out = Path(resolved.get("report", "reports/")) / resolved["name"]
     from s3l_core.atomic import UnsafeFolderError
 
     try:
-        index = write_report(args.store.resolve(), out.absolute())  # absolute, not resolved: a symlinked folder is refused
+        index = write_report(store.resolve(), out.absolute())  # absolute, not resolved: a symlinked folder is refused
     except UnsafeFolderError as exc:
         raise UserFacingError(str(exc)) from None
     print(f"report: {index}")

@@ -28,9 +28,9 @@ from s3l_core.dataset_catalog import BUILTIN_SHAPES
 
 REFERENCE_RESOLUTION = 32
 REFERENCE_BATCH = 256
-# Effective throughput of the s3l_core step on one H100 (docs/design.md, "Cost"): ResNet-18,
-# 32 px, two views, ~54k img/s = ~24 TFLOP/s counted. An assumption until bench/gpu.sh has
-# run on a GPU (docs/BENCHMARKS.md, "GPU figures").
+# Effective throughput of the s3l_core step on one H100 or H200 (ResNet-18, 32 px, two views):
+# an assumption until bench/gpu.sh has run on a GPU (docs/design.md, "Cost"; docs/BENCHMARKS.md,
+# "GPU figures").
 ASSUMED_GPU_TFLOPS = 24.0
 LINEAR_PROBE_CLOSURE_CALLS = 100  # L-BFGS max_iter in s3l_core.evaluate.linear_probe_top1 (an upper bound)
 
@@ -155,7 +155,7 @@ def predicted_cost(config: TrialConfig) -> TrialCost:
 
 def predicted_gpu_hours(pflops: float, gpu_fraction: float) -> float:
     """GPU-hours held at `gpu_fraction`, assuming a packed small trial runs near its solo speed
-    (docs/design.md, "Cost": 4 packed 16 px trials gave 3.9x the throughput of one)."""
+    (an assumption until `python -m bench packing` has run on a GPU; docs/design.md, "Cost")."""
     seconds = pflops * 1e15 / (ASSUMED_GPU_TFLOPS * 1e12)
     return seconds / 3600 * gpu_fraction
 

@@ -1,26 +1,213 @@
-"""`estimate`: every trial a study would run, with its predicted cost (no Ray, no training)."""
+"""`estimate` and `run --dry-run`: what a study would run and what it would cost, from the cost
+model alone (no Ray, no training).
+
+Grid and random studies list their trials (random draws are seeded, so they are known in
+advance). Optuna studies sample adaptively: they show the space, the sample count and the
+cost range (cheapest and dearest corner of the space, and the mean over uniform draws).
+Costs are train + evaluation FLOPs, the quantity `budget.pflops` and the ledger charge, turned
+into wall time and device-hours on this machine's CPU (a measured rate) and on the GPU kinds
+of `sweeper.cost_model.GPU_RATES`.
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from typing import Any
+
 import pandas as pd
 
-from sweeper.cost_model import predicted_gpu_hours, predicted_train_pflops
+from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_trials, predicted_cost, predicted_seconds
 from sweeper.results import schedule_label
-from sweeper.space import points
+from sweeper.space import ENUMERATED, random_points
+from sweeper.space import points as sweep_points
 from sweeper.study import Study
+
+MEAN_DRAWS = 256  # uniform draws averaged for an Optuna study's expected trial cost
+
+
+def is_sampled(study: Study) -> bool:
+    """Optuna picks its points as results come in: the trials are not known in advance."""
+    return study.search.algorithm.startswith("optuna")
+
+
+def unique_points(study: Study) -> list[dict[str, Any]]:
+    """The grid/random points of a study, a point drawn twice counted once (as `run` does)."""
+    from sweeper.store import trial_id
+
+    seen: dict[str, dict[str, Any]] = {}
+    for point in sweep_points(study):
+        seen.setdefault(trial_id(_trial_config(study, point).to_dict()), point)
+    return list(seen.values())
+
+
+def _trial_config(study: Study, point: dict[str, Any]):  # noqa: ANN202 (TrialConfig)
+    """As `sweeper.trainable.trial_config_for`: a CPU-only trial's config says device cpu (its id depends on it)."""
+    from dataclasses import replace
+
+    config = study.trial_config(point)
+    return replace(config, device="cpu") if study.resources.gpu == 0 else config
+
+
+def planned_trials(study: Study) -> int:
+    """How many trials a complete run of the study has."""
+    return study.search.num_samples if is_sampled(study) else len(unique_points(study))
+
+
+def pending_points(study: Study, finished_ids: set[str]) -> list[dict[str, Any]]:
+    """The points a `run` would launch: every unique point without a finished record."""
+    from sweeper.store import trial_id
+
+    return [p for p in unique_points(study) if trial_id(_trial_config(study, p).to_dict()) not in finished_ids]
+
+
+def _knob_text(key: str, value: Any) -> Any:
+    """A knob's value for a table cell: a resolution schedule as `14x80%,28x20%` (or `14x8,28x2` in epochs)."""
+    if key != "resolution" or not isinstance(value, list):
+        return value
+    if all("epochs" in s for s in value):
+        return schedule_label(value)
+    return ",".join(f"{s['resolution']}x{s['fraction']:.0%}" if "fraction" in s else f"{s['resolution']}x{s.get('steps', '?')}st" for s in value)
+
+
+def trial_table(study: Study, points: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per point: its knobs, epochs and predicted PFLOPs (train, eval, total)."""
+    rows = []
+    for point in points:
+        config = study.trial_config(point)
+        cost = predicted_cost(config)
+        knobs = {k: _knob_text(k, v) for k, v in point.items()}
+        rows.append({**knobs, "epochs": config.epochs, "train_pflops": cost.train_pflops, "eval_pflops": cost.eval_pflops, "total_pflops": cost.total_pflops})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ sampled studies
+
+
+def space_lines(study: Study) -> list[str]:
+    """Each knob and what it may take: `resolution: choice of 8, 12, 16`, `epochs: int in [10, 100]`."""
+    lines = []
+    for key, spec in study.space.items():
+        if spec.kind in ENUMERATED:
+            values = ", ".join(str(_knob_text(key, v)) for v in spec.values)
+            lines.append(f"  {key}: {spec.kind} of {values}")
+        else:
+            lo, hi = spec.values
+            lines.append(f"  {key}: {spec.kind} in [{lo:g}, {hi:g}]")
+    if len(study.seeds) > 1:
+        lines.append(f"  seed: choice of {', '.join(map(str, study.seeds))}")
+    return lines
+
+
+def _candidates(spec: Any) -> tuple[Any, ...]:
+    return spec.values if spec.kind in ENUMERATED else tuple(spec.values)  # a distribution's two ends
+
+
+@dataclass(frozen=True)
+class CostRange:
+    cheapest: tuple[dict[str, Any], TrialCost]
+    dearest: tuple[dict[str, Any], TrialCost]
+    mean: TrialCost
+
+
+def cost_range(study: Study) -> CostRange:
+    """Cheapest and dearest corner (each knob at its cheapest / dearest value with the others at
+    the base trial; cost grows with each knob on its own, so the corners bound the space), and
+    the mean over uniform draws of the space."""
+    base = {"seed": study.seeds[0]}
+    cheap, dear = dict(base), dict(base)
+    for key, spec in study.space.items():
+        costs = [(predicted_cost(study.trial_config({**base, key: v})).total_pflops, i, v) for i, v in enumerate(_candidates(spec))]
+        cheap[key] = min(costs)[2]
+        dear[key] = max(costs)[2]
+    draws = random_points(study, MEAN_DRAWS, study.search.seed)
+    costs = [predicted_cost(study.trial_config(p)) for p in draws]
+    mean = TrialCost(sum(c.train_pflops for c in costs) / len(costs), sum(c.eval_pflops for c in costs) / len(costs))
+    return CostRange((cheap, predicted_cost(study.trial_config(cheap))), (dear, predicted_cost(study.trial_config(dear))), mean)
+
+
+# ------------------------------------------------------------------------------ devices
+
+
+def device_rates(study: Study, measure_cpu: bool = True) -> list[DeviceRate]:
+    """This machine's CPU (measured once, cached) and the GPU kinds of the cost model."""
+    from sweeper.device_rate import cpu_rate
+
+    rates = list(GPU_RATES)
+    cpu = cpu_rate(max(1, int(study.resources.cpu)), measure=measure_cpu)
+    return ([cpu] if cpu else []) + rates
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def device_lines(study: Study, per_trial_pflops: list[float], count: int, rates: list[DeviceRate]) -> list[str]:
+    """Per device kind: wall time and device-hours per trial (mean) and for the study."""
+    mean = sum(per_trial_pflops) / len(per_trial_pflops) if per_trial_pflops else 0.0
+    lines = [f"  {'device':<22} {'TFLOP/s':>8}  {'per trial':>10}  {'study wall':>10}  {'device-hours':>12}  rate"]
+    for rate in rates:
+        trial_s = predicted_seconds(mean, rate)
+        at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
+        study_s = trial_s * count / at_once
+        if rate.is_gpu:
+            held = study.resources.gpu if study.resources.gpu > 0 else 1.0
+            hours, unit = trial_s * count * held / 3600, "GPU-h"
+            where = f"1 {rate.name}, {at_once} at once"
+        else:
+            hours, unit = trial_s * count * study.resources.cpu / 3600, "CPU-h"
+            where = f"{os.cpu_count()} CPUs, {at_once} at once"
+        lines.append(f"  {rate.name:<22} {rate.tflops:>8.3g}  {_duration(trial_s):>10}  {_duration(study_s):>10}  {hours:>8.3g} {unit}  {rate.source}; {where}")
+    return lines
+
+
+def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_cpu: bool = True) -> str:
+    """The text of `estimate` (and of `run --dry-run` when `finished_ids` is given: only what would run)."""
+    out = [f"study {study.name}: {study.search.algorithm} search, {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU per trial, up to {study.max_concurrent} at once"]
+    rates = device_rates(study, measure_cpu)
+    if is_sampled(study):
+        count = study.search.num_samples
+        spread = cost_range(study)
+        out.append(f"{count} trials, SAMPLED by {study.search.algorithm} as results come in (not known in advance); the space:")
+        out.extend(space_lines(study))
+        out.append("cost per trial, train + eval PFLOPs (what budget.pflops and the ledger charge):")
+        for label, (point, cost) in (("cheapest corner", spread.cheapest), ("dearest corner", spread.dearest)):
+            knobs = ", ".join(f"{k}={_knob_text(k, v)}" for k, v in point.items() if k != "seed")
+            out.append(f"  {label:<16} {cost.total_pflops:.4g} PFLOPs ({cost.train_pflops:.3g} train + {cost.eval_pflops:.3g} eval): {knobs}")
+        out.append(f"  {'expected mean':<16} {spread.mean.total_pflops:.4g} PFLOPs (over {MEAN_DRAWS} uniform draws of the space)")
+        out.append(f"expected total: {count} x {spread.mean.total_pflops:.4g} = {count * spread.mean.total_pflops:.4g} PFLOPs "
+                   f"(range {count * spread.cheapest[1].total_pflops:.3g} to {count * spread.dearest[1].total_pflops:.3g})")
+        totals = [spread.mean.total_pflops]
+    else:
+        everything = unique_points(study)
+        points = everything if finished_ids is None else pending_points(study, finished_ids)
+        table = trial_table(study, points)
+        count = len(points)
+        if finished_ids is not None:
+            out.append(f"{len(everything)} trials, {len(everything) - count} already finished in the store, {count} would run:")
+        else:
+            out.append(f"{count} trials" + (f" (random draws, search seed {study.search.seed})" if study.search.algorithm == "random" else "") + ":")
+        if count:
+            out.append(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+            out.append(f"total: {count} trials, {table['total_pflops'].sum():.4g} PFLOPs ({table['train_pflops'].sum():.3g} train + "
+                       f"{table['eval_pflops'].sum():.3g} eval; budget.pflops and the ledger charge both)")
+        totals = list(table["total_pflops"]) if count else []
+    if count and totals:
+        out.append("predicted wall time (training and evaluation FLOPs at each rate; Ray start-up and data loading apart):")
+        out.extend(device_lines(study, totals, count, rates))
+    if study.budget.gpu_hours is not None:
+        out.append(f"budget: {study.budget.gpu_hours:g} GPU-hours (no new trial starts once spent)")
+    if study.budget.pflops is not None:
+        out.append(f"budget: {study.budget.pflops:g} PFLOPs, train + eval (no new trial starts once spent)")
+    return "\n".join(out)
 
 
 def estimate_table(study: Study) -> pd.DataFrame:
-    """One row per trial for grid/random searches; `num_samples` rows of the base trial's
-    knobs are not knowable for Optuna, so it lists the base trial once with the count."""
-    rows = []
-    sampled = study.search.algorithm in ("grid", "random")
-    for point in points(study) if sampled else [{"seed": study.seeds[0]}]:
-        config = study.trial_config(point)
-        pflops = predicted_train_pflops(config)
-        knobs = {k: (schedule_label(config.to_dict()["resolution"]) if k == "resolution" else v) for k, v in point.items()}
-        rows.append({**knobs, "epochs": config.epochs, "predicted_train_pflops": pflops, "predicted_gpu_hours": predicted_gpu_hours(pflops, study.resources.gpu)})
-    table = pd.DataFrame(rows)
-    if not sampled:  # Optuna: the base trial stands for each of num_samples draws
-        table = pd.concat([table] * study.search.num_samples, ignore_index=True)
-    return table
+    """One row per trial of a grid or random study (kept for scripts and tests)."""
+    if is_sampled(study):
+        raise ValueError(f"{study.search.algorithm} samples its trials as results come in; use cost_range")
+    return trial_table(study, unique_points(study))

@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 from ray import tune
 
 from s3l_core.atomic import write_atomic
+from sweeper.live_view import Eta, OptunaTrialTags, StudyReporter, eta_text, logger_callbacks, make_eta, quiet_ray, record_optuna_objectives, tensorboard_hint
 from sweeper.loopback import start_local_ray
 from sweeper.provenance import provenance
 from sweeper.results import write_tables
@@ -152,22 +152,21 @@ def _context(study: Study, root: Path) -> TrialContext:
 
 class StudyProgress(tune.Callback):
     """Driver-side bookkeeping: records trials that end without a finished record, keeps the
-    budget ledger (`budget.json`, read by each trial before it starts) and prints a study line."""
+    budget ledger (`budget.json`, read by each trial before it starts) and writes the study line
+    that `StudyReporter` prints under each table."""
 
-    def __init__(self, store: Store, context: TrialContext, total: int, reused: int, every_s: float = 15.0):
+    def __init__(self, store: Store, context: TrialContext, total: int, reused: int, eta: Eta | None = None):
         self.store, self.context = store, context
         self.total, self.done, self.failed = total, reused, 0
-        self.every_s, self.last_print = every_s, 0.0
+        self.eta = eta
         self.spent = budget_spent(store)
+        self.spent_before = dict(self.spent)  # the ETA's rate counts this run's trials only
         self.curves: dict[str, list[dict[str, Any]]] = {}
         self._write_ledger()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
         if EPOCH_RECORD_KEY in result:  # held only while the trial runs, so memory follows running trials
             self.curves.setdefault(trial.trial_id, []).append(result[EPOCH_RECORD_KEY])
-        if time.monotonic() - self.last_print > self.every_s:
-            self.last_print = time.monotonic()
-            print(self.line(), flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.done += 1
@@ -212,7 +211,11 @@ class StudyProgress(tune.Callback):
             budget = f", {self.spent[self.context.budget_metric]:.4g} of {self.context.budget_limit:g} {self.context.budget_metric} budget spent"
         else:
             budget = f", {self.spent['gpu_hours']:.3g} GPU-hours, {self.spent['pflops']:.3g} PFLOPs spent"
-        return f"study: {self.done}/{self.total} trials done, {self.failed} failed{budget}"
+        eta = ""
+        if self.eta is not None:
+            left = self.total - self.done - self.failed
+            eta = ", " + eta_text(self.eta.seconds_left(left, self.spent["pflops"] - self.spent_before["pflops"]))
+        return f"study: {self.done}/{self.total} trials done, {self.failed} failed{budget}{eta}"
 
 
 def _metrics_of_curve(curve: list[dict[str, Any]]) -> dict[str, Any]:
@@ -253,7 +256,7 @@ def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]
         sampler = optuna.samplers.TPESampler(seed=study.search.seed)
     else:
         sampler = optuna.samplers.NSGAIISampler(seed=study.search.seed)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{root / 'optuna.db'}")
+    storage = optuna.storages.RDBStorage(_optuna_url(root))
     _fail_abandoned_optuna_trials(storage, study.name)
     space = to_ray_space(study)
     if len(study.seeds) > 1:  # each sampled configuration draws one of the study's seeds
@@ -270,6 +273,10 @@ def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]
     return searcher, {}, remaining
 
 
+def _optuna_url(root: Path) -> str:
+    return f"sqlite:///{root / 'optuna.db'}"
+
+
 def _fail_abandoned_optuna_trials(storage: Any, name: str) -> None:
     """Trials left RUNNING by a killed driver would show as running forever in optuna-dashboard."""
     import optuna
@@ -282,7 +289,9 @@ def _fail_abandoned_optuna_trials(storage: Any, name: str) -> None:
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
-def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True) -> RunSummary:
+def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True, verbose: bool = False) -> RunSummary:
+    """Run what the study lacks; `verbose` shows Ray's full output (warnings, every result)."""
+    quiet_ray(verbose)
     root = store_root(study, storage)
     store = Store(root)
     report_dir = (Path(study.report) / study.name).absolute() if report else None  # not resolved: a symlink is refused
@@ -309,12 +318,19 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         searcher, param_space, num_samples = _searcher_and_samples(study, root, pending, reused)
         launched = len(pending) if searcher is None else num_samples
         print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {root}", flush=True)
+        if launched and "tensorboard" in study.loggers:
+            print(tensorboard_hint(store.ray_dir), flush=True)
 
         write_json(root / "state.json", {"state": "running", "since": _now()})
         state = "crashed"
         try:
             if launched:
-                _tuner(study, store, context, searcher, param_space, num_samples, total, reused).fit()
+                eta = make_eta(study, pending)
+                try:
+                    _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose).fit()
+                finally:
+                    if searcher is not None:  # optuna-dashboard shows the objectives by name
+                        record_optuna_objectives(study, _optuna_url(root))
             check_writable(root, "the study store")  # trials that met a full disk failed: say why
             state = "finished"
             results = _finish(store, state, report_dir)
@@ -336,7 +352,8 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
 
 
 def _tuner(
-    study: Study, store: Store, context: TrialContext, searcher: Any, param_space: dict[str, Any], num_samples: int, total: int, reused: int
+    study: Study, store: Store, context: TrialContext, searcher: Any, param_space: dict[str, Any], num_samples: int, total: int, reused: int,
+    eta: Eta | None = None, verbose: bool = False,
 ) -> tune.Tuner:
     scheduler = None
     if study.scheduler.type == "asha":
@@ -348,6 +365,8 @@ def _tuner(
             max_t=10**6, grace_period=study.scheduler.grace_period, reduction_factor=study.scheduler.reduction_factor,
         )  # fmt: skip
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
+    progress = StudyProgress(store, context, total, reused, eta)
+    store_name = lambda trial: trial_id_for(context, point_of(context, trial.config))  # noqa: E731 (the store's id names the trial)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -358,15 +377,18 @@ def _tuner(
             max_concurrent_trials=study.max_concurrent,
             # a fresh worker per trial costs seconds of imports and first-call set-up (bench/overhead.py)
             reuse_actors=True,
-            trial_dirname_creator=lambda trial: trial_id_for(context, point_of(context, trial.config)),
+            trial_dirname_creator=store_name,
+            trial_name_creator=store_name,
         ),
         run_config=tune.RunConfig(
             name=f"attempt-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
             storage_path=str(store.ray_dir),
             failure_config=tune.FailureConfig(max_failures=study.failure.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[StudyProgress(store, context, total, reused)],
-            verbose=1,
+            callbacks=[progress, *logger_callbacks(study, store.root)]
+            + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if searcher is not None else []),
+            progress_reporter=StudyReporter(study, searcher is None, progress.line, total - reused),
+            verbose=3 if verbose else 1,
         ),
     )
 

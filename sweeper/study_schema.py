@@ -213,7 +213,7 @@ STUDY_KEYS: list[KeyDoc] = [
     KeyDoc("loggers", "list of strings", ["tensorboard"], "tensorboard, wandb, mlflow; wandb and mlflow need their extra "
            "(`pip install 's3l-sweep[mlflow]'`); `[]` for none",
            "Experiment trackers fed with every trial's reports through Ray Tune's integrations (tensorboard event files "
-           "go under `<storage>/<name>/ray/`; MLflow to `MLFLOW_TRACKING_URI`, else `<storage>/<name>/mlruns`; "
+           "go under `<storage>/<name>/ray/`; MLflow to `MLFLOW_TRACKING_URI`, else `sqlite:///<storage>/<name>/mlflow.db`; "
            "wandb to its project `<name>`, offline with `WANDB_MODE=offline`).", _loggers_check),
 ]
 KEY_BY_PATH = {k.path: k for k in STUDY_KEYS}

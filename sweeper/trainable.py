@@ -27,6 +27,7 @@ from s3l_core.data import DatasetError
 from s3l_core.safe_pickle import UnsafePickleError
 from s3l_core.trainer import EpochRecord, train
 from sweeper.cost_model import predicted_train_pflops
+from sweeper.live_view import quiet_worker
 from sweeper.space import from_ray_config
 from sweeper.store import Store, trial_id
 from sweeper.study import Study
@@ -91,18 +92,19 @@ def _resume_state(store: Store, tid: str) -> tuple[dict[str, Any] | None, bool]:
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    quiet_worker()
     store = Store(Path(context.store_root))
     point = point_of(context, config)
     trial_config = trial_config_for(context, point)
     tid = trial_id(trial_config.to_dict())
     done = store.read_record(tid)
     if done is not None and done.get("status") == "finished":  # e.g. Optuna proposing a computed point
-        tune.report({**_objective_values(done["metrics"], context.gpu_fraction), "trial_id": tid, "reused": True})
+        tune.report({**_objective_values(done["metrics"], context.gpu_fraction), "store_trial_id": tid, "reused": True})
         return
     if context.budget_metric and context.budget_limit is not None:
         if _ledger(store).get(context.budget_metric, 0.0) >= context.budget_limit:
             store.write_record(new_record(point, trial_config, context, "skipped_budget", "study budget spent before this trial started", _this_node()))
-            tune.report({**_objective_values({}, context.gpu_fraction), "trial_id": tid, "skipped_budget": True})  # NaNs: searchers need every metric
+            tune.report({**_objective_values({}, context.gpu_fraction), "store_trial_id": tid, "skipped_budget": True})  # NaNs: searchers need every metric
             return
 
     torch.set_num_threads(max(1, math.floor(context.cpus)))
@@ -118,7 +120,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         if record.knn_val_top1 is not None:
             last_knn = record.knn_val_top1
         metrics = {
-            "trial_id": tid,
+            "store_trial_id": tid,  # not "trial_id": Ray writes its own id under that name in progress.csv
             "epoch": record.epoch,
             "loss": record.loss,
             "knn_val_top1": last_knn,  # carried forward: schedulers need the metric in every report
@@ -135,12 +137,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         except PERMANENT_ERRORS as exc:
             error = f"{type(exc).__name__}: {exc}"
             store.write_record(new_record(point, trial_config, context, "failed", error, _this_node()))
-            tune.report({**_objective_values({}, context.gpu_fraction), "trial_id": tid, FAILED_AT_ONCE_KEY: error})  # NaNs: searchers need every metric
+            tune.report({**_objective_values({}, context.gpu_fraction), "store_trial_id": tid, FAILED_AT_ONCE_KEY: error})  # NaNs: searchers need every metric
             return
         record = new_record(point, trial_config, context, "finished", node=_this_node())
         record.update(metrics=result.metrics(), epochs=[dataclasses.asdict(e) for e in result.epochs], resumed_from_corrupt=corrupt)
         store.write_record(record)
-        final = {**_objective_values(record["metrics"], context.gpu_fraction), "trial_id": tid, "epoch": result.epochs[-1].epoch, "loss": result.epochs[-1].loss}
+        final = {**_objective_values(record["metrics"], context.gpu_fraction), "store_trial_id": tid, "epoch": result.epochs[-1].epoch, "loss": result.epochs[-1].loss}
         has_checkpoint = (Path(scratch) / CHECKPOINT_NAME).exists()  # absent when resumed from a final checkpoint
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(scratch) if has_checkpoint else None)
 

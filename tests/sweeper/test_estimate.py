@@ -1,0 +1,114 @@
+"""`estimate` and `run --dry-run`: sampled searches show their space and cost range, costs are
+train + eval FLOPs with wall time and device-hours per device, and a dry run lists only what
+would run (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from sweeper.cli import main
+from sweeper.cost_model import GPU_RATES, predicted_cost
+from sweeper.estimate import cost_range, pending_points, unique_points
+from sweeper.study import StudyError, load_study
+from tests.sweeper.conftest import write_study
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def cached_cpu_rate(tmp_path: Path, monkeypatch):
+    """A private cache, so a test measures this machine's rate (once) without touching ~/.cache."""
+    monkeypatch.setenv("S3L_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_optuna_estimate_shows_the_space_the_count_and_the_cost_range_not_repeated_rows(capsys):
+    assert main(["estimate", str(REPO / "studies" / "s3l.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "64 trials, SAMPLED by optuna-nsga2" in out
+    for knob in ("resolution: choice of 8, 12, 16, 20, 28, 14x80%,28x20%", "backbone.width: choice of 0.125, 0.25, 0.5, 1.0",
+                 "data_fraction: loguniform in [0.02, 1]", "epochs: int in [10, 100]"):
+        assert knob in out
+    cheapest, dearest, mean = (float(re.search(rf"{label}\s+([\d.e+-]+) PFLOPs", out).group(1)) for label in ("cheapest corner", "dearest corner", "expected mean"))
+    assert cheapest < mean < dearest
+    assert "resolution=8, backbone.width=0.125, backbone.depth=10, backbone.stages=3, data_fraction=0.02, epochs=10" in out
+    assert len(out.splitlines()) < 30  # a summary, not one row per sample
+
+
+def test_cost_range_bounds_uniform_draws_of_the_space():
+    study = load_study(REPO / "studies" / "s3l.yaml")
+    spread = cost_range(study)
+    assert spread.cheapest[1].total_pflops <= spread.mean.total_pflops <= spread.dearest[1].total_pflops
+    from sweeper.space import random_points
+
+    for point in random_points(study, 20, 7):
+        assert spread.cheapest[1].total_pflops <= predicted_cost(study.trial_config(point)).total_pflops <= spread.dearest[1].total_pflops * 1.0001
+
+
+def test_a_cpu_study_gets_wall_time_and_cpu_hours_from_a_measured_rate_and_gpu_figures(tmp_path: Path, capsys):
+    path = write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1])
+    assert main(["estimate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "0.0 GPU-hours" not in out
+    cpu = next(line for line in out.splitlines() if line.strip().startswith("CPU (1 thread/trial)"))
+    assert "CPU-h" in cpu and "measured on this machine" in cpu
+    rate = float(cpu.split()[3])
+    assert math.isfinite(rate) and rate > 0
+    cache = json.loads((tmp_path / "cache" / "cpu_rate.json").read_text())
+    assert list(cache.values()) == [pytest.approx(rate, rel=0.01)]
+    for gpu in GPU_RATES:
+        assert re.search(rf"^\s+{gpu.name}\s+.*GPU-h", out, re.M), gpu.name
+
+
+def test_estimate_totals_are_train_plus_eval(tmp_path: Path, capsys):
+    path = write_study(tmp_path, grid=[8, 12])
+    assert main(["estimate", str(path)]) == 0
+    out = capsys.readouterr().out
+    total, train, evaluation = (float(x) for x in re.search(r"total: 2 trials, ([\d.e+-]+) PFLOPs \(([\d.e+-]+) train \+ ([\d.e+-]+) eval", out).groups())
+    assert evaluation > 0 and total == pytest.approx(train + evaluation, rel=0.01)
+    study = load_study(path)
+    assert total == pytest.approx(sum(predicted_cost(study.trial_config(p)).total_pflops for p in unique_points(study)), rel=0.01)
+
+
+def test_a_gpu_hours_budget_on_a_cpu_only_study_is_a_validation_error(tmp_path: Path):
+    path = write_study(tmp_path, budget={"gpu_hours": 1.0})
+    with pytest.raises(StudyError) as refused:
+        load_study(path)
+    (problem,) = refused.value.problems
+    assert problem.key_path == "budget.gpu_hours" and "resources.gpu is 0" in problem.message
+    assert load_study(write_study(tmp_path, name="pf", budget={"pflops": 1.0})).budget.pflops == 1.0
+
+
+def _finish(study, point) -> dict:
+    """The store record a finished trial of `point` leaves (what `run` reuses)."""
+    from dataclasses import replace
+
+    from sweeper.store import trial_id
+
+    config = replace(study.trial_config(point), device="cpu")
+    return {"trial_id": trial_id(config.to_dict()), "status": "finished", "config": config.to_dict(), "point": point, "metrics": {}}
+
+
+def test_dry_run_lists_only_the_trials_a_run_would_launch(tmp_path: Path, capsys):
+    from sweeper.store import Store, store_root
+
+    path = write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1])
+    study = load_study(path)
+    root = store_root(study)
+    store = Store(root)
+    root.mkdir(parents=True)
+    (root / "study.yaml").write_text(path.read_text())
+    done = unique_points(study)[:2]
+    for point in done:
+        store.write_record(_finish(study, point))
+    store.write_record({**_finish(study, unique_points(study)[2]), "status": "failed"})  # failed trials run again
+    assert len(pending_points(study, store.finished_ids())) == 4
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "6 trials, 2 already finished in the store, 4 would run:" in out
+    assert "total: 4 trials" in out
+    assert sorted(json.loads(p.read_text())["status"] for p in (root / "trials").glob("*.json")) == ["failed", "finished", "finished"]  # nothing written

@@ -1,0 +1,76 @@
+"""The live view of a run: knobs as named columns, trials named by the store's id, a study line
+with an ETA, no Ray housekeeping warnings, the TensorBoard hint; Optuna user attributes; and
+the ETA arithmetic (issue 12)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeper.live_view import Eta, eta_text, parameter_columns
+from sweeper.study import load_study
+from tests.sweeper.conftest import write_study
+
+
+def test_eta_uses_the_rate_so_far_once_a_trial_has_ended_else_the_cost_model():
+    eta = Eta(mean_trial_pflops=2.0, predicted_tflops=1000.0, started=time.monotonic() - 100)
+    seconds, source = eta.seconds_left(3, 0.0)
+    assert source.startswith("cost model") and seconds == pytest.approx(3 * 2e15 / 1e15)
+    seconds, source = eta.seconds_left(3, 4.0)  # 4 PFLOPs in ~100 s: 0.04 PFLOP/s
+    assert source == "rate so far" and seconds == pytest.approx(3 * 2.0 / 0.04, rel=0.02)
+    assert eta_text(eta.seconds_left(0, 4.0)) == "ETA 0 s"
+    assert eta_text(Eta(1.0, None, time.monotonic()).seconds_left(2, 0.0)) == "ETA unknown until a trial ends"
+    assert eta_text((7200.0, "rate so far")) == "ETA 2.0 h (rate so far)"
+
+
+def test_parameter_columns_name_every_knob(tmp_path: Path):
+    study = load_study(write_study(tmp_path, seeds=[0, 1], space={"resolution": {"grid": [8, 12]}, "backbone.width": {"grid": [0.125, 0.25]}}))
+    assert parameter_columns(study, grid=True) == {"point/resolution": "resolution", "point/backbone.width": "backbone.width", "point/seed": "seed"}
+    assert parameter_columns(study, grid=False) == {"resolution": "resolution", "backbone.width": "backbone.width", "seed": "seed"}
+
+
+@pytest.mark.slow
+def test_a_run_shows_knob_columns_store_ids_and_a_study_line(tmp_path: Path, local_ray, capsys):
+    from sweeper.runner import run_study
+    from sweeper.store import Store
+
+    study = load_study(write_study(tmp_path, grid=[8, 12]))
+    summary = run_study(study, report=False)
+    assert summary.finished == 2
+    out = capsys.readouterr()
+    text = out.out + out.err
+    ids = sorted(r["trial_id"] for r in Store(summary.store).records())
+    header = next(line for line in text.splitlines() if line.startswith("| Trial name"))
+    assert re.search(r"\|\s+resolution\s+\|", header), header  # the knob by name, not point/resolution
+    for tid in ids:
+        assert re.search(rf"^\| {tid} +\| TERMINATED", text, re.M), f"trial {tid} is not named by its store id"
+    assert re.search(r"^study: 2/2 trials done, 0 failed, .* PFLOPs spent, ETA 0 s$", text, re.M)
+    assert f"TensorBoard: tensorboard --logdir {summary.store / 'ray'}" in text
+    assert list((summary.store / "ray").glob("*/*/events.out.tfevents.*"))
+    assert "snapshotting" not in text and "unresolved" not in text.lower()
+    import pandas as pd
+
+    progress = pd.concat(pd.read_csv(p) for p in (summary.store / "ray").glob("*/*/progress.csv"))
+    assert sorted(set(progress["store_trial_id"])) == ids  # Ray's own trial_id no longer hides it
+
+
+@pytest.mark.slow
+def test_optuna_trials_carry_the_objective_names_and_the_store_trial_id(tmp_path: Path, local_ray):
+    import optuna
+
+    from sweeper.runner import run_study
+    from sweeper.store import Store
+
+    path = write_study(tmp_path, name="opt", space={"resolution": {"choice": [8, 12]}}, search={"algorithm": "optuna-tpe", "num_samples": 2, "seed": 1},
+                       objectives={"knn_top1": "max"})
+    summary = run_study(load_study(path), report=False)
+    assert summary.finished >= 1
+    optuna_study = optuna.load_study(study_name="opt", storage=f"sqlite:///{summary.store / 'optuna.db'}")
+    assert optuna_study.metric_names == ["knn_val_top1"]
+    assert optuna_study.user_attrs["objectives"] == {"knn_top1": "max"}
+    finished = {r["trial_id"] for r in Store(summary.store).records() if r["status"] == "finished"}
+    tagged = {t.user_attrs.get("store_trial_id") for t in optuna_study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert tagged and tagged <= finished
