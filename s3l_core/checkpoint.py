@@ -58,6 +58,8 @@ def verify_checkpoint(path: Path) -> None:
         return
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint digest {digest_path(path)} is unreadable ({exc})") from None
+    if len(expected.split()) != 2 or not expected.split()[0].isdigit():
+        raise CheckpointError(f"checkpoint digest {digest_path(path)} is damaged ({len(expected)} characters)")  # e.g. cut short by a full disk
     try:
         actual = file_digest(path)
     except FileNotFoundError:

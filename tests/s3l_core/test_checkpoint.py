@@ -50,3 +50,11 @@ def test_a_checkpoint_without_a_digest_still_loads_when_whole(tmp_path: Path):
     path = saved(tmp_path)
     digest_path(path).unlink()  # written before digests existed
     assert load_checkpoint(path)["epoch"] == 1
+
+
+@pytest.mark.parametrize("digest", ["", "12", "garbage here"])
+def test_a_damaged_digest_is_a_checkpoint_error(tmp_path: Path, digest: str):
+    path = saved(tmp_path)
+    digest_path(path).write_text(digest)  # a copy of the digest cut short by a full disk
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
