@@ -87,7 +87,7 @@ def fractional_count_ticks(fig: Figure) -> list[str]:
                 continue
             lo, hi = sorted(limits)
             ticks = [t for t in axis.get_majorticklocs() if lo - 1e-9 <= t <= hi + 1e-9]
-            fractional = [t for t in ticks if not math.isclose(t, round(t), abs_tol=1e-9)]
+            fractional = [round(float(t), 6) for t in ticks if not math.isclose(t, round(t), abs_tol=1e-9)]
             if fractional:
                 problems.append(f"axes '{ax.get_title()}': fractional ticks {fractional} on a count axis")
     return problems

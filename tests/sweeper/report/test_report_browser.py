@@ -9,7 +9,10 @@ What is checked, and how:
   failed resource loads), unhandled rejections, console.error calls,
   Content-Security-Policy violations and alert() calls;
 - sorting: a real click on a header reorders the rows into sorted order;
-- escaping: a study named ``<script>alert(1)</script>`` shows as text and runs nothing.
+- escaping: a study named ``<script>alert(1)</script>`` shows as text and runs nothing;
+- the verdict line is there, and the trials table scrolls inside its own box;
+- every figure of the report, as built: no legend over data points, whole-number ticks on
+  axes that count trials or epochs, no overlapping labels (``sweeper.report.layout``).
 The page is opened from file:// and from a static HTTP server on 127.0.0.1.
 A screenshot goes to test-artifacts/report.png (and the whole page to report-full.png).
 """
@@ -31,7 +34,10 @@ from pathlib import Path
 
 import pytest
 
+from matplotlib.figure import Figure
+
 from sweeper.report import write_report
+from sweeper.report.layout import fractional_count_ticks, label_overlaps, layout_problems, legend_overlaps, mark_count_axis
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -168,13 +174,16 @@ def browser(tmp_path_factory):
         log.close()
 
 
+BUILT_FIGURES: dict[str, Figure] = {}
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     import synthetic
 
     root = tmp_path_factory.mktemp("browser-report")
     store = synthetic.make_store(root / "store", 72, name=EVIL_NAME, failed=0.08, running=2, state="running")
-    return write_report(store, root / "report")
+    return write_report(store, root / "report", on_figure=BUILT_FIGURES.__setitem__)
 
 
 def open_page(browser: WebDriver, url: str) -> None:
@@ -259,6 +268,18 @@ def test_report_from_file_url(browser, report, request):
     problems = page_problems(browser)
     assert not problems, problems
 
+    verdict = browser.run("var v = document.getElementById('verdict'); return v ? v.textContent : null")
+    assert verdict and verdict.startswith("Verdict"), verdict
+    assert browser.run("return document.querySelector('.headline').contains(document.getElementById('verdict'))")
+    # the wide trials table scrolls inside its box; the page itself does not scroll sideways
+    box = browser.run("var w = document.getElementById('trials-table').parentNode;"
+                      "return {cls: w.className, sw: w.scrollWidth, cw: w.clientWidth, sh: w.scrollHeight,"
+                      " ch: w.clientHeight, overflow: getComputedStyle(w).overflow,"
+                      " page: document.documentElement.scrollWidth, view: window.innerWidth}")
+    assert box["cls"] == "table-wrap" and box["overflow"] == "auto", box
+    assert box["sw"] > box["cw"] and box["sh"] > box["ch"], box  # more rows and columns than fit: it scrolls
+    assert box["page"] <= box["view"], box
+
     # screenshots: the top of the page as it opens, and the whole page
     artifacts = Path(request.config.rootpath) / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
@@ -306,3 +327,27 @@ def test_the_checks_catch_a_broken_page(browser, report):
         assert any(p.startswith("browser log SEVERE") and "fig_missing.png" in p for p in problems), problems
     finally:
         broken.unlink()
+
+
+def test_no_figure_has_a_legend_over_points_fractional_count_ticks_or_overlapping_labels(report):
+    assert len(BUILT_FIGURES) >= 6, sorted(BUILT_FIGURES)
+    problems = {name: layout_problems(fig) for name, fig in BUILT_FIGURES.items()}
+    assert not any(problems.values()), problems
+    count_axes = [ax for fig in BUILT_FIGURES.values() for ax in fig.axes
+                  for axis in (ax.xaxis, ax.yaxis) if axis.get_gid() == "count"]
+    assert len(count_axes) >= 3  # the learning curves' epoch axes and the cost model's trial counts
+
+
+def test_the_layout_checks_catch_a_bad_figure():
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.scatter([1.5, 1.5, 1.5], [1.5, 1.55, 1.6], label="points")  # the middle one under the legend
+    ax.legend(loc="center")  # right over the line's middle points
+    ax.set_xlim(0, 3)
+    ax.set_xticks([0, 0.5, 1, 1.5, 2, 2.5, 3])
+    mark_count_axis(ax.xaxis)
+    ax.annotate("a label", (1, 1))
+    ax.annotate("a label", (1, 1))
+    assert legend_overlaps(fig) and "covers" in legend_overlaps(fig)[0]
+    assert fractional_count_ticks(fig) and "0.5" in fractional_count_ticks(fig)[0]
+    assert label_overlaps(fig) and "overlapping annotation" in label_overlaps(fig)[0]
