@@ -12,6 +12,7 @@ BENCHES = {
     "overhead": ("bench.overhead", "50 tiny trials through run_study vs 50 direct train() calls; driver RSS"),
     "quickstart": ("bench.quickstart", "wall time of `python -m sweeper run studies/quickstart.yaml`"),
     "report": ("bench.report_build", "report build time against trial count"),
+    "startup": ("bench.startup", "start-up of `--help`, `--version` and `validate` (target under 1 s)"),
     "summary": ("bench.summary", "one table from the JSON files a bench/gpu.sh run wrote"),
 }
 
