@@ -359,10 +359,12 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
         kinds = {(s.epochs is not None, s.steps is not None, s.fraction is not None) for s in c.resolution}
         if len(kinds) != 1 or sum(next(iter(kinds))) != 1:
             p.append(ConfigProblem("resolution", "every stage needs exactly one of 'epochs', 'steps' or 'fraction', the same one in all stages"))
-        elif c.epochs is not None and not c.resolution[0].fraction:
-            p.append(ConfigProblem("epochs", "stages that give their own epochs or steps set the run length: drop 'epochs'"))
-        elif c.steps is not None and not c.resolution[0].fraction:
-            p.append(ConfigProblem("steps", "stages that give their own epochs or steps set the run length: drop 'steps'"))
+        elif not c.resolution[0].fraction:
+            # Stages that give their own lengths set the run length; a top-level length must agree.
+            for unit in ("epochs", "steps"):
+                given, total = getattr(c, unit), sum(int(getattr(s, unit) or 0) for s in c.resolution)
+                if given is not None and given != total:
+                    p.append(ConfigProblem(unit, f"the stages add up to {total} {'epochs' if c.resolution[0].epochs else 'steps'}, but {unit} is {given}"))
         for i, s in enumerate(c.resolution):
             need(1 <= s.resolution <= 1024, f"resolution[{i}].resolution", f"{s.resolution} must be a positive integer up to 1024")
             need(s.epochs is None or s.epochs >= 1, f"resolution[{i}].epochs", f"{s.epochs} must be a positive integer")

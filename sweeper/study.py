@@ -279,6 +279,8 @@ class _Validator:
             self.check_upsampling(dataset, config, space)
             if config is not None:
                 self.check_effects(dataset, base, config, space)
+        if config is not None and "finetune_top1" in (objectives or {}) and config.eval.finetune is None and "eval.finetune" not in space:
+            self.problem("objectives.finetune_top1", "needs fine-tuning: set trial.eval.finetune, e.g. {epochs: 10, lr: 0.05}")
         if self.problems or self.doc.problems:
             return None
         return Study(

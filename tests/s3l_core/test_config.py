@@ -67,7 +67,9 @@ def test_run_length_in_steps_and_stage_fractions_of_steps():
     explicit = TrialConfig.from_dict({"resolution": [{"resolution": 14, "steps": 30}, {"resolution": 28, "steps": 10}]})
     assert explicit.steps == 40 and explicit.epochs is None
     assert "not both" in problems({"epochs": 3, "steps": 30})["steps"]
-    assert "drop 'epochs'" in problems({"epochs": 3, "resolution": [{"resolution": 14, "epochs": 2}]})["epochs"]
+    assert "add up to 2 epochs, but epochs is 3" in problems({"epochs": 3, "resolution": [{"resolution": 14, "epochs": 2}]})["epochs"]
+    assert TrialConfig.from_dict({"epochs": 2, "resolution": [{"resolution": 14, "epochs": 2}]}).epochs == 2
+    assert "but steps is 5" in problems({"steps": 5, "resolution": [{"resolution": 14, "epochs": 2}]})["steps"]
 
 
 def test_method_recipes_fill_what_a_study_leaves_unset():

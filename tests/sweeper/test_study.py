@@ -366,3 +366,12 @@ def test_settings_that_cannot_take_effect_are_warnings(tmp_path: Path) -> None:
     assert "trial.method_params.temperature: has no effect on byol" in warnings
     assert "trial.augment.color_jitter" in warnings and "trial.augment.blur" in warnings
     assert "ema" not in warnings  # BYOL reads it
+
+
+def test_a_finetune_objective_needs_finetuning(tmp_path: Path) -> None:
+    path = tmp_path / "f.yaml"
+    path.write_text(VALID.replace("objectives: {knn_top1: max}", "objectives: {finetune_top1: max}"))
+    (problem,) = _problems(path, cluster_resources=CPU_ONLY)
+    assert problem.key_path == "objectives.finetune_top1" and "trial.eval.finetune" in problem.message
+    path.write_text(VALID.replace("objectives: {knn_top1: max}", "objectives: {finetune_top1: max}").replace("trial: {epochs: 2}", "trial: {epochs: 2, eval: {finetune: {epochs: 1}}}"))
+    assert load_study(path, cluster_resources=CPU_ONLY).objectives == {"finetune_top1": "max"}
