@@ -20,8 +20,8 @@ def record(tid: str, status: str = "finished", **config) -> dict:
         "error": None if finished else "boom",
         "config": TrialConfig.from_dict(config).to_dict(),
         "metrics": {"knn_top1": 0.8, "wall_s": 7200.0, "train_pflops": 0.5, "device": "cpu"} if finished else {},
-        "epochs": [{"epoch": 1, "resolution": 14, "loss": 5.0, "lr": 0.1, "knn_top1": None, "train_pflops_cum": 0.25, "wall_s_cum": 1.0, "img_per_s": 9.0},
-                   {"epoch": 2, "resolution": 14, "loss": 4.0, "lr": 0.0, "knn_top1": 0.8, "train_pflops_cum": 0.5, "wall_s_cum": 2.0, "img_per_s": 9.0}]
+        "epochs": [{"epoch": 1, "resolution": 14, "loss": 5.0, "lr": 0.1, "knn_val_top1": None, "train_pflops_cum": 0.25, "wall_s_cum": 1.0, "img_per_s": 9.0},
+                   {"epoch": 2, "resolution": 14, "loss": 4.0, "lr": 0.0, "knn_val_top1": 0.8, "train_pflops_cum": 0.5, "wall_s_cum": 2.0, "img_per_s": 9.0}]
         if finished else [],
         "gpu_fraction": 0.25,
         "node": "n1",
@@ -52,4 +52,4 @@ def test_write_tables_rebuilds_every_table_from_the_records(tmp_path: Path):
     assert sorted(results["trial_id"]) == ["a", "b"]
     assert pd.read_csv(tmp_path / "results.csv")["status"].tolist() == results["status"].tolist()
     epochs = pd.read_parquet(tmp_path / "epochs.parquet")
-    assert epochs["trial_id"].tolist() == ["a", "a"] and math.isnan(epochs["knn_top1"][0]) and epochs["knn_top1"][1] == 0.8
+    assert epochs["trial_id"].tolist() == ["a", "a"] and math.isnan(epochs["knn_val_top1"][0]) and epochs["knn_val_top1"][1] == 0.8
