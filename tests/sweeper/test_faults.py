@@ -464,3 +464,15 @@ def test_an_unwritable_report_folder_is_refused_before_training(tmp_path: Path, 
     assert main(["run", str(path)]) == 2
     assert "the report folder" in capsys.readouterr().err
     assert not list((tmp_path / "runs" / "late").glob("trials/*.json"))  # refused before any training
+
+
+def test_address_local_means_the_embedded_ray(tmp_path: Path, monkeypatch):
+    from sweeper.runner import cluster_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    study = load_study(write_study(tmp_path, name="local", grid=[8], cluster={"address": "local"}))
+    assert cluster_address(study, None) is None  # embedded: start_local_ray, on 127.0.0.1
+    assert cluster_address(study, "local") is None
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    assert cluster_address(load_study(write_study(tmp_path, name="plain", grid=[8])), None) is None
+    assert cluster_address(study, "10.0.0.5:6379") == "10.0.0.5:6379"
