@@ -1,4 +1,5 @@
-"""`--help`, `--version` and `validate` start without torch, Ray or pandas (issue 12: under 1 s)."""
+"""`--help`, `--version` and `validate` start without torch, Ray or pandas (issue 12: under 1 s);
+every command takes a study file or its store; `status` before a run says 0 of N."""
 
 from __future__ import annotations
 
@@ -47,3 +48,43 @@ def test_missing_or_directory_study_has_no_made_up_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == [f"error: {tmp_path / 'nope.yaml'}: cannot read the study file: No such file or directory",
                    f"error: {tmp_path}: is a directory, not a study file"]
+
+
+def test_status_before_any_run_says_none_of_n_finished(tmp_path, capsys):
+    from tests.sweeper.conftest import write_study
+
+    path = write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1])
+    assert main_cli(["status", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{(tmp_path / 'runs' / 'tiny').resolve()}: not run yet, 0 of 6 trials finished"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_command_takes_a_study_file_or_its_store(tmp_path, capsys):
+    from tests.sweeper.conftest import write_study
+
+    path = write_study(tmp_path)
+    store = tmp_path / "runs" / "tiny"
+    store.mkdir(parents=True)
+    (store / "study.yaml").write_text(path.read_text())  # what a run leaves: the resolved study
+    assert main_cli(["validate", str(store)]) == 0
+    assert capsys.readouterr().out.strip() == f"{store}: ok"
+    assert main_cli(["estimate", str(store)]) == 0
+    assert "2 trials:" in capsys.readouterr().out
+    assert main_cli(["report", str(path)]) == 0  # a study file finds its store
+    out = capsys.readouterr().out
+    assert out.strip() == f"report: {(tmp_path / 'reports' / 'tiny' / 'index.html').resolve()}"
+
+
+def test_report_of_a_study_that_never_ran_is_one_line(tmp_path, capsys):
+    from tests.sweeper.conftest import write_study
+
+    path = write_study(tmp_path)
+    assert main_cli(["report", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a study store (no study.yaml)" in err[0] and str((tmp_path / "runs" / "tiny").resolve()) in err[0]
+
+
+def main_cli(argv: list[str]) -> int:
+    from sweeper.cli import main
+
+    return main(argv)

@@ -74,3 +74,31 @@ def test_optuna_trials_carry_the_objective_names_and_the_store_trial_id(tmp_path
     finished = {r["trial_id"] for r in Store(summary.store).records() if r["status"] == "finished"}
     tagged = {t.user_attrs.get("store_trial_id") for t in optuna_study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert tagged and tagged <= finished
+
+
+def test_quiet_by_default_and_verbose_gives_rays_output_back(monkeypatch):
+    import logging
+
+    from sweeper.cli import build_parser
+    from sweeper.live_view import QUIET_ENV, QUIET_FLAG, QUIET_LOGGERS, quiet_ray, quiet_worker
+
+    for key in (*QUIET_ENV, QUIET_FLAG):
+        monkeypatch.delenv(key, raising=False)
+    for name in QUIET_LOGGERS + ("ray.train",):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    assert build_parser().parse_args(["run", "x.yaml"]).verbose is False
+    assert build_parser().parse_args(["run", "x.yaml", "-v"]).verbose is True
+
+    quiet_ray(verbose=True)
+    assert QUIET_FLAG not in __import__("os").environ
+    assert all(logging.getLogger(n).level == logging.NOTSET for n in QUIET_LOGGERS)
+    quiet_worker()
+    assert logging.getLogger("ray.train").level == logging.NOTSET
+
+    quiet_ray(verbose=False)
+    import os
+
+    assert os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] == "0"  # no snapshot-timing warning
+    assert all(logging.getLogger(n).level == logging.ERROR for n in QUIET_LOGGERS)
+    quiet_worker()
+    assert logging.getLogger("ray.train").level == logging.WARNING
