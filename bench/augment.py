@@ -33,7 +33,7 @@ TARGET_RATIO = 10.0
 def time_s3l(images: torch.Tensor, resolution: int, batch: int, total: int, repeat: int) -> float:
     mean_list, std_list = channel_stats(images)
     mean, std = torch.tensor(mean_list), torch.tensor(std_list)
-    preset = preset_for("simclr", AugmentConfig())
+    preset = preset_for("simclr", AugmentConfig(), resolution)
     generator = torch.Generator().manual_seed(1)
     order = torch.Generator().manual_seed(0)
     steps = total // batch

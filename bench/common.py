@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from s3l_core.backbone import build_resnet
-from s3l_core.config import AugmentConfig, BackboneConfig, MethodConfig
+from s3l_core.backbone import build_resnet, stem_for
+from s3l_core.config import AugmentConfig, BackboneConfig, TrialConfig
 from s3l_core.cost import train_step_flops
 from s3l_core.methods import SSLMethod, build_method
 from s3l_core.views import make_views, preset_for
@@ -128,8 +128,10 @@ class TrainStep:
         self.backbone = BackboneConfig(depth=depth, width=width, stages=4)
         self.channels, self.num_classes = channels, num_classes
         torch.manual_seed(seed)
-        encoder = build_resnet(depth, width, 4, channels, resolution)
-        self.model: SSLMethod = build_method(method, encoder, MethodConfig(), num_classes).to(device)
+        encoder = build_resnet(depth, width, 4, channels, stem_for(resolution))
+        # the method's reference heads at this width, as a trial resolves them
+        self.params = TrialConfig.from_dict({"method": method, "backbone": {"width": width}}).method_params
+        self.model: SSLMethod = build_method(method, encoder, self.params, num_classes).to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.train()
@@ -155,7 +157,7 @@ class TrainStep:
 
     def flops(self, batch: int) -> float:
         """FLOPs of one step, counted on the meta device by s3l_core.cost."""
-        return train_step_flops(self.method, self.backbone, MethodConfig(), self.channels, self.num_classes, self.resolution, self.resolution, batch)
+        return train_step_flops(self.method, self.backbone, self.params, self.channels, self.num_classes, stem_for(self.resolution), self.resolution, batch)
 
 
 def channel_mean_std(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +183,7 @@ def s3l_batches(
     """
     device = images.device
     mean, std = channel_mean_std(images)
-    preset = preset_for(method, augment or AugmentConfig())
+    preset = preset_for(method, augment or AugmentConfig(), resolution)
     order_rng = torch.Generator().manual_seed(seed)
     view_rng = torch.Generator(device=device).manual_seed(seed + 1)
     steps = len(images) // batch

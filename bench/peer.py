@@ -15,11 +15,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from s3l_core.views import BLUR_REFERENCE_RESOLUTION, BLUR_SIGMA, PRESETS
+from s3l_core.config import AugmentConfig
+from s3l_core.views import BLUR_SIGMA, PRESETS, preset_for
 
 
-def simclr_transform(resolution: int, mean: list[float], std: list[float], blur: bool = True) -> v2.Compose:
+def simclr_transform(resolution: int, mean: list[float], std: list[float], blur: bool | None = None) -> v2.Compose:
+    """torchvision's per-image version of the simclr preset; `blur` None: as the preset at this size."""
     preset = PRESETS["simclr"]
+    if blur is None:
+        blur = any(preset_for("simclr", AugmentConfig(), resolution).blur_prob)
     s = preset.color_jitter
     ops: list[torch.nn.Module] = [
         v2.RandomResizedCrop(resolution, scale=(preset.min_scale, preset.max_scale), ratio=preset.ratio, antialias=True),
@@ -28,8 +32,7 @@ def simclr_transform(resolution: int, mean: list[float], std: list[float], blur:
         v2.RandomGrayscale(p=preset.grayscale_prob),
     ]
     if blur:
-        scale = resolution / BLUR_REFERENCE_RESOLUTION
-        lo, hi = BLUR_SIGMA[0] * scale, BLUR_SIGMA[1] * scale
+        lo, hi = BLUR_SIGMA  # in pixels of the view, as s3l_core.views
         kernel = 2 * max(1, math.ceil(3 * hi)) + 1
         ops.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(lo, hi))], p=preset.blur_prob[0]))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
@@ -60,7 +63,7 @@ def peer_loader(
     batches: int,
     workers: int,
     pin_memory: bool,
-    blur: bool = True,
+    blur: bool | None = None,
 ) -> DataLoader:
     """A shuffled, drop-last DataLoader yielding `batches` batches of (view1, view2, labels)."""
     dataset = TwoViewDataset(images.cpu(), labels.cpu(), simclr_transform(resolution, mean, std, blur), batch * batches)
