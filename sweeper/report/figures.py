@@ -458,7 +458,7 @@ def _scale_xy(pts: np.ndarray, ycol: str) -> np.ndarray:
 def s3l_figure(pairs: pd.DataFrame) -> Figure | None:
     """Per scaled knob: accuracy difference to full size (points, 95% interval) against relative
     cost, one colour per pairing; the -1 point line is the verdict rule's threshold. The y-axis
-    fits the data; a floor outside it is named at the bottom edge."""
+    fits the data; a floor outside it is named in the panel's title."""
     if pairs.empty:
         return None
     knobs = list(pd.unique(pairs["knob"]))
@@ -466,6 +466,7 @@ def s3l_figure(pairs: pd.DataFrame) -> Figure | None:
         fig = Figure(figsize=(min(4.4 * len(knobs), 13.5) + 2.6, 3.9), layout="constrained")
         axes = fig.subplots(1, len(knobs), squeeze=False)[0]
         used: dict[str, str] = {}
+        floors_drawn: set[str] = set()
         for ax, knob in zip(axes, knobs):
             part = pairs[pairs["knob"] == knob]
             x = part["cost_ratio"].to_numpy(dtype=float)
@@ -496,7 +497,8 @@ def s3l_figure(pairs: pd.DataFrame) -> Figure | None:
             lo, hi = float(span.min()), float(span.max())
             pad = max(0.15 * (hi - lo), 0.3)
             ax.set_ylim(lo - pad, hi + pad)
-            _floor_notes(ax, part, lo - pad, hi + pad)
+            drawn, outside = _floor_notes(ax, part, lo - pad, hi + pad)
+            floors_drawn |= drawn
             for value, xv, yv, main in zip(part["value"], x, y, primary):
                 if main and np.isfinite(xv) and np.isfinite(yv):
                     ax.annotate(_wrap(_short(knob, value), 12), (xv, yv), textcoords="offset points", xytext=(6, 4),
@@ -504,7 +506,7 @@ def s3l_figure(pairs: pd.DataFrame) -> Figure | None:
             _log_axis(ax, "x", np.r_[x[np.isfinite(x) & (x > 0)], 1.0])
             ax.set_xlabel("cost relative to full size (log)")
             ax.set_ylabel("accuracy − full size (points)")
-            ax.set_title(label(knob))
+            ax.set_title("\n".join([label(knob), *outside]))
         renderer = renderer_of(fig)
         for ax in axes:
             spread_annotations(ax, renderer)
@@ -515,14 +517,17 @@ def s3l_figure(pairs: pd.DataFrame) -> Figure | None:
             Line2D([], [], color="white", marker="o", markeredgecolor="0.3", linestyle="",
                    label="full size below its floors:\nnot meaningful"),
             Line2D([], [], color="C3", linestyle="--", label="−1 point: verdict threshold"),
+            *(Line2D([], [], color=FLOOR_COLOUR, linestyle=FLOOR_STYLES[c][0],
+                     label=f"{FLOOR_STYLES[c][1]},\nrelative to full size") for c in FLOOR_STYLES if c in floors_drawn),
         ]
         _outside_legend(fig, handles, "pairing")
         return fig
 
 
-def _floor_notes(ax, part: pd.DataFrame, y_lo: float, y_hi: float) -> None:
-    """Each floor relative to full size: a line when it is inside the axis, a note at the edge when not."""
-    notes = []
+def _floor_notes(ax, part: pd.DataFrame, y_lo: float, y_hi: float) -> tuple[set[str], list[str]]:
+    """Each floor relative to full size: a line when it is inside the axis (its column is
+    returned, for the legend), else words for the panel's title (edges hold no data to cover)."""
+    drawn, outside = set(), []
     for column, (style, words) in FLOOR_STYLES.items():
         rel = 100 * (part[f"full_{column}"] - part["full_accuracy"])
         rel = rel[np.isfinite(rel.to_numpy(dtype=float))]
@@ -531,13 +536,10 @@ def _floor_notes(ax, part: pd.DataFrame, y_lo: float, y_hi: float) -> None:
         value = float(rel.mean())
         if y_lo <= value <= y_hi:
             ax.axhline(value, color=FLOOR_COLOUR, linestyle=style, linewidth=1, zorder=0)
-            notes.append((f"{words} {value:+.1f}", None))
+            drawn.add(column)
         else:
-            notes.append((f"{words} {value:+.1f} points ({'below' if value < y_lo else 'above'} the axis)", value))
-    outside = [text for text, value in notes if value is not None]
-    if outside:
-        ax.text(0.01, 0.01, "\n".join(outside), transform=ax.transAxes, fontsize=7, color=FLOOR_COLOUR,
-                va="bottom", ha="left")
+            outside.append(f"{words} {value:+.1f} ({'below' if value < y_lo else 'above'})")
+    return drawn, outside
 
 
 def _short(knob: str, value) -> str:

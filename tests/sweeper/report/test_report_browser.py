@@ -13,7 +13,8 @@ What is checked, and how:
 - the verdict line is there, and the trials table scrolls inside its own box;
 - every figure of the report, as built: no legend over data points, whole-number ticks on
   axes that count trials or epochs, no overlapping labels (``sweeper.report.layout``).
-The page is opened from file:// and from a static HTTP server on 127.0.0.1.
+The page is opened from file:// and from a static HTTP server on 127.0.0.1 (the driver is
+``sweeper.report.browser``).
 A screenshot goes to test-artifacts/report.png (and the whole page to report-full.png).
 """
 
@@ -22,25 +23,17 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
-import json
 import shutil
-import socket
-import subprocess
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-
 from matplotlib.figure import Figure
 
 from sweeper.report import write_report
+from sweeper.report.browser import CHROMEDRIVER, CHROMIUM, WebDriver, WebDriverError, headless_chromium
 from sweeper.report.layout import fractional_count_ticks, label_overlaps, layout_problems, legend_overlaps, mark_count_axis
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 EVIL_NAME = "<script>alert(1)</script>"
 
 pytestmark = [
@@ -74,104 +67,13 @@ window.alert = function (m) { window.__reportErrors.push('alert: ' + m); };
 """
 
 
-class WebDriverError(RuntimeError):
-    pass
-
-
-class WebDriver:
-    """The few W3C WebDriver calls the test needs, over loopback HTTP (no proxies)."""
-
-    def __init__(self, port: int):
-        self.base = f"http://127.0.0.1:{port}"
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self.session = ""
-
-    def call(self, method: str, path: str, body: dict | None = None, timeout: float = 60):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with self.opener.open(request, timeout=timeout) as response:
-                return json.load(response)["value"]
-        except urllib.error.HTTPError as exc:
-            raise WebDriverError(f"{method} {path}: {exc.code} {exc.read()[:2000]!r}") from None
-
-    def s(self, method: str, path: str, body: dict | None = None, timeout: float = 60):
-        return self.call(method, f"/session/{self.session}{path}", body, timeout)
-
-    def run(self, script: str, *args):
-        return self.s("POST", "/execute/sync", {"script": script, "args": list(args)})
-
-    def find(self, css: str) -> str:
-        element = self.s("POST", "/element", {"using": "css selector", "value": css})
-        return next(iter(element.values()))
-
-    def click(self, css: str) -> None:
-        self.s("POST", f"/element/{self.find(css)}/click", {})
-
-    def browser_log(self) -> list[dict] | None:
-        for path in ("/se/log", "/log"):
-            try:
-                return self.s("POST", path, {"type": "browser"})
-            except WebDriverError:
-                continue
-        return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("chromium")
-    port = _free_port()
-    driver_path = str(CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver"))
-    log = open(workdir / "chromedriver.log", "wb")
-    process = subprocess.Popen([driver_path, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT)
-    driver = WebDriver(port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if driver.call("GET", "/status", timeout=2).get("ready"):
-                    break
-            except (OSError, WebDriverError):
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail(f"chromedriver did not start; see {workdir / 'chromedriver.log'}")
-            time.sleep(0.2)
-        args = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--window-size=1400,1800", f"--user-data-dir={workdir / 'profile'}",
-        ]
-        capabilities = {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": str(CHROMIUM), "args": args},
-            "goog:loggingPrefs": {"browser": "ALL"},
-        }
-        created = driver.call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}}, timeout=120)
-        driver.session = created["sessionId"]
-        driver.s("POST", "/goog/cdp/execute",
-                 {"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": CAPTURE_JS}})
-        yield driver
-    finally:
-        if driver.session:
-            try:
-                driver.call("DELETE", f"/session/{driver.session}", timeout=30)
-            except (OSError, WebDriverError):
-                pass
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+        with headless_chromium(tmp_path_factory.mktemp("chromium"), on_new_document=CAPTURE_JS) as driver:
+            yield driver
+    except WebDriverError as exc:
+        pytest.fail(str(exc))
 
 
 BUILT_FIGURES: dict[str, Figure] = {}
@@ -188,12 +90,7 @@ def report(tmp_path_factory):
 
 def open_page(browser: WebDriver, url: str) -> None:
     browser.browser_log()  # drain entries from earlier pages
-    browser.s("POST", "/url", {"url": url}, timeout=120)
-    deadline = time.monotonic() + 30
-    while browser.run("return document.readyState") != "complete":
-        if time.monotonic() > deadline:
-            pytest.fail(f"{url} did not finish loading")
-        time.sleep(0.1)
+    browser.open(url)
 
 
 def page_problems(browser: WebDriver) -> list[str]:
