@@ -7,15 +7,21 @@ Hidden sizes are the references' sizes at width 1.0 and scale with the backbone 
 width study shrinks the heads with the encoder; output sizes (the loss space) stay fixed.
 
 Sources, small-image recipes where the reference has one:
-- SimCLR (Chen et al., 2020, appendix B.9; solo-learn's CIFAR config): LARS, lr 0.4,
-  weight decay 1e-5, projector 2048 -> 128.
+- SimCLR (Chen et al., 2020; solo-learn's CIFAR script `scripts/pretrain/cifar/simclr.sh`):
+  LARS, lr 0.4, weight decay 1e-5, projector 2048 -> 128 (the paper's output size; solo-learn
+  uses 256).
 - MoCo v2 (Chen et al., 2020; facebookresearch/moco's CIFAR-10 demo): SGD, lr 0.06 at batch
-  512 (0.03 per 256), weight decay 5e-4, projector Linear-ReLU-Linear 2048 -> 128 (no BN).
-- BYOL (Grill et al., 2020; solo-learn's CIFAR config): LARS, lr 1.0, weight decay 1e-5,
-  projector 4096 -> 256, predictor 4096.
-- SimSiam (Chen & He, 2021, section 5 CIFAR): SGD, lr 0.03 per 256, weight decay 5e-4,
-  projector 2048 -> 2048, predictor bottleneck 512.
+  512 (0.03 per 256), weight decay 5e-4, projector Linear-ReLU-Linear 2048 -> 128 (no BN;
+  hidden 2048 as solo-learn's CIFAR ResNet-18, where facebookresearch/moco sizes it to the
+  encoder's features, 2048 on its ResNet-50).
+- BYOL (Grill et al., 2020; solo-learn's CIFAR config `byol.yaml`): LARS, lr 1.0, weight
+  decay 1e-5, projector 4096 -> 256, predictor 4096.
+- SimSiam (Chen & He, 2021, CIFAR experiments): SGD, lr 0.03 per 256, weight decay 5e-4,
+  projector 2048 -> 2048 (2 layers on the CIFAR stem, 3 on the ImageNet stem: see
+  `s3l_core.methods`), predictor bottleneck 512.
 - supervised reference: SGD, lr 0.1, weight decay 5e-4.
+LARS is solo-learn's (`s3l_core.optim`): trust coefficient 0.02, clipped, no weight decay and
+no adaptation for batch-norm parameters and biases, as in SimCLR and BYOL.
 """
 
 from __future__ import annotations
