@@ -70,7 +70,19 @@ def record(study, point: dict, accuracy: float) -> dict:
     }
 
 
-def make_store(tmp_path: Path) -> tuple[Path, set[str], set[str]]:
+def old_record(study, point: dict, accuracy: float) -> dict:
+    """The same record as written before the validation split: test-only numbers, per-epoch
+    ``knn_top1``, no test size or steps."""
+    rec = record(study, point, accuracy)
+    rec["metrics"] = {k: v for k, v in rec["metrics"].items()
+                      if k in ("knn_top1", "linear_top1", "knn_pixels_top1", "knn_random_top1", "train_pflops",
+                               "eval_pflops", "wall_s")}
+    rec["epochs"] = [{**{k: v for k, v in e.items() if k not in ("step", "knn_val_top1")}, "knn_top1": e["knn_val_top1"]}
+                     for e in rec["epochs"]]
+    return rec
+
+
+def make_store(tmp_path: Path, make_record=record) -> tuple[Path, set[str], set[str]]:
     """A store whose grid shrank from [8, 14, 28] to [14, 28] (and kept its 3 seeds)."""
     old = load_study(study_file(tmp_path, [8, 14, 28], [0, 1, 2]))
     now = load_study(study_file(tmp_path, [14, 28], [0, 1, 2]))
@@ -78,7 +90,7 @@ def make_store(tmp_path: Path) -> tuple[Path, set[str], set[str]]:
     rng = np.random.default_rng(0)
     stale, current = set(), set()
     for point in points(old):
-        rec = record(old, point, {8: 0.60, 14: 0.70, 28: 0.73}[point["resolution"]] + rng.normal(0, 0.002))
+        rec = make_record(old, point, {8: 0.60, 14: 0.70, 28: 0.73}[point["resolution"]] + rng.normal(0, 0.002))
         store.write_record(rec)
         (stale if point["resolution"] == 8 else current).add(rec["trial_id"])
     (store.root / "study.yaml").write_text(yaml.safe_dump(now.to_dict(), sort_keys=False))
@@ -109,6 +121,20 @@ def test_report_lists_records_of_removed_points_apart(tmp_path):
     assert "Verdict (equal epochs): pre-training at 14 px fails" in words
     # the CLI rebuilt the tables from the records: the stale ones stay in the store
     assert len(pd.read_parquet(root / "results.parquet")) == 9
+
+
+def test_the_report_command_reads_a_store_of_old_records(tmp_path):
+    root, current, stale = make_store(tmp_path, old_record)
+    out = tmp_path / "report"
+    assert cli(["report", str(root), "--out", str(out)]) == 0
+    page = Tables()
+    page.feed((out / "index.html").read_text(encoding="utf-8"))
+    words = " ".join(page.text)
+    assert page.rows["stale-table"] == 1 + len(stale)
+    assert "Verdict (equal epochs): pre-training at 14 px fails" in words
+    assert "Intervals are 95% t-intervals over seeds (3 per configuration)" in words
+    results = pd.read_parquet(root / "results.parquet")
+    assert results["knn_val_top1"].isna().all() and results["test_size"].isna().all()
 
 
 def test_unknown_membership_keeps_every_row_and_says_why(tmp_path):
