@@ -198,10 +198,14 @@ class MoCoV2(SSLMethod):
     def set_extra_state(self, state: Tensor) -> None:
         self.shuffle_generator.set_state(state.cpu())
 
+    @torch.compiler.disable  # a CPU generator is no graph input: draw outside any compiled region
+    def _key_shuffle(self, size: int, device: torch.device) -> Tensor:
+        return torch.randperm(size, generator=self.shuffle_generator, device="cpu").to(device, non_blocking=True)
+
     @torch.no_grad()
     def keys(self, images: Tensor) -> Tensor:
         """Key-network outputs of `images`, computed on a shuffled batch and returned in the input order."""
-        shuffle = torch.randperm(len(images), generator=self.shuffle_generator, device="cpu").to(images.device, non_blocking=True)
+        shuffle = self._key_shuffle(len(images), images.device)
         keys = self.key_projector(self.key_encoder(images[shuffle]))
         return keys[torch.argsort(shuffle)]
 
