@@ -19,6 +19,7 @@ from s3l_core.backbone import build_resnet
 from s3l_core.config import TrialConfig
 from s3l_core.cost import forward_flops_per_image
 from s3l_core.evaluate import effective_rank, extract_features, knn_flops, knn_top1, linear_probe_top1, pixel_features
+from s3l_core.finetune import RECALIBRATION_IMAGES, finetune, recalibrate_bn
 from s3l_core.splits import TrialSplits
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -46,8 +47,11 @@ class FinalMetrics:
 class Evaluator:
     """Frozen-feature evaluation of one trial's encoders on its bank, validation and test images."""
 
-    def __init__(self, config: TrialConfig, splits: TrialSplits, stem: str, native_size: int, mean: torch.Tensor, std: torch.Tensor, device: torch.device):
+    def __init__(
+        self, config: TrialConfig, splits: TrialSplits, stem: str, native_size: int, num_classes: int, mean: torch.Tensor, std: torch.Tensor, device: torch.device
+    ):
         self.config = config
+        self.num_classes = num_classes
         self.splits = splits
         self.stem = stem
         self.mean, self.std = mean, std
@@ -69,10 +73,8 @@ class Evaluator:
         `eval.bn_recalibrate`) and the FLOPs that took; the training encoder is left untouched."""
         if not self.config.eval.bn_recalibrate:
             return encoder, 0.0
-        from s3l_core.finetune import recalibrate_bn
-
         images = self.splits.bank_images
-        recalibrated = recalibrate_bn(encoder, images, self.resolution, self.mean, self.std, self.device)
+        recalibrated = recalibrate_bn(encoder, images, self.resolution, self.mean, self.std, self.device, seed=self.config.seed)
         return recalibrated, self.per_image_flops * min(len(images), RECALIBRATION_IMAGES)
 
     def monitor(self, encoder: nn.Module) -> tuple[float, float]:
@@ -101,15 +103,13 @@ class Evaluator:
             flops += probe_flops
         finetune_val = finetune_test = None
         if e.finetune is not None:
-            from s3l_core.finetune import finetune_top1
-
-            scores, finetune_flops = finetune_top1(
-                encoder, self.config, self.stem, s.bank_images, s.bank_labels,
+            tuned = finetune(
+                encoder, self.config.backbone, s.bank_images, s.bank_labels,
                 {"val": (s.val_images, s.val_labels), "test": (s.test_images, s.test_labels)},
-                self.resolution, self.mean, self.std, self.device,
+                e.finetune, self.resolution, self.mean, self.std, self.num_classes, self.device, self.config.seed,
             )  # fmt: skip
-            finetune_val, finetune_test = scores["val"], scores["test"]
-            flops += finetune_flops
+            finetune_val, finetune_test = tuned.top1["val"], tuned.top1["test"]
+            flops += tuned.flops
         metrics = FinalMetrics(knn_val, knn_test, linear_val, linear_test, finetune_val, finetune_test, effective_rank(test))
         return metrics, flops
 
@@ -136,5 +136,4 @@ class Evaluator:
         return _FLOOR_CACHE[key]
 
 
-RECALIBRATION_IMAGES = 4096
 _FLOOR_CACHE: dict[tuple[Any, ...], Floors] = {}

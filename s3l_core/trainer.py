@@ -174,7 +174,7 @@ def train(
         res: train_step_flops(config.method, b, config.method_params, data.channels, data.num_classes, stem, res, plan.batch_size)
         for res in presets
     }
-    evaluator = Evaluator(config, splits, stem, data.native_size, mean, std, device)
+    evaluator = Evaluator(config, splits, stem, data.native_size, data.num_classes, mean, std, device)
 
     history: list[EpochRecord] = []
     start_round, eval_flops, train_s, elapsed_before = 0, 0.0, 0.0, 0.0

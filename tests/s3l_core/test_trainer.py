@@ -145,3 +145,13 @@ def test_floors_are_computed_once_per_dataset_architecture_and_seed(sample, monk
     assert (first.knn_pixels_top1, first.knn_random_top1) == (second.knn_pixels_top1, second.knn_random_top1)
     train(tiny(epochs=1, resolution=8, seed=1, eval=quick), dataset=sample)
     assert len(calls) == 6  # another seed: another random encoder
+
+
+def test_finetuning_and_bn_recalibration_run_at_the_end_and_count_as_evaluation(sample):
+    quick = {"every": 1, "knn_k": 10, "linear_probe": False, "floors": False, "resolution": 12}
+    plain = train(tiny(epochs=1, resolution=8, eval=quick), dataset=sample)
+    tuned = train(tiny(epochs=1, resolution=8, eval={**quick, "bn_recalibrate": True, "finetune": {"epochs": 1, "lr": 0.05}}), dataset=sample)
+    assert plain.finetune_top1 is None and 0.3 < tuned.finetune_top1 <= 1 and 0.3 < tuned.finetune_val_top1 <= 1
+    assert tuned.eval_pflops > plain.eval_pflops
+    assert tuned.train_pflops == pytest.approx(plain.train_pflops)
+    assert tuned.knn_val_top1 != plain.knn_val_top1  # 8 px BN statistics re-estimated at 12 px
