@@ -112,3 +112,19 @@ def test_dry_run_lists_only_the_trials_a_run_would_launch(tmp_path: Path, capsys
     assert "6 trials, 2 already finished in the store, 4 would run:" in out
     assert "total: 4 trials" in out
     assert sorted(json.loads(p.read_text())["status"] for p in (root / "trials").glob("*.json")) == ["failed", "finished", "finished"]  # nothing written
+
+
+@pytest.mark.slow
+def test_predicted_cost_matches_what_a_trial_measures_and_the_budget_charges():
+    """One cost definition: the estimate predicts the trainer's total_pflops (train + eval), the
+    number budget.pflops and the ledger charge (they were 12.6x apart when eval was left out)."""
+    from s3l_core.config import TrialConfig
+    from s3l_core.trainer import train
+    from tests.sweeper.conftest import TINY_TRIAL
+
+    config = TrialConfig.from_dict({"dataset": "fashion-mnist-sample", **TINY_TRIAL, "device": "cpu"})
+    measured = train(config).metrics()
+    predicted = predicted_cost(config)
+    assert predicted.eval_pflops == pytest.approx(measured["eval_pflops"], rel=0.35)
+    assert predicted.train_pflops == pytest.approx(measured["train_pflops"], rel=0.35)
+    assert predicted.total_pflops == pytest.approx(measured["total_pflops"], rel=0.25)
