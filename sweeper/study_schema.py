@@ -202,10 +202,12 @@ STUDY_KEYS: list[KeyDoc] = [
            "No new trial starts once this many GPU-hours are spent.", _number_check(gt=0)),
     KeyDoc("budget.pflops", "number", None, "> 0; give gpu_hours or pflops, not both",
            "No new trial starts once this many PFLOPs are spent.", _number_check(gt=0)),
-    KeyDoc("failure.max_retries", "integer", 2, ">= 0",
-           "Times a failed trial is retried (from its last checkpoint).", _int_check(0)),
-    KeyDoc("cluster.address", "string or null", None, "null, auto, ray://HOST:PORT, HOST:PORT",
-           "Ray cluster to attach to; null starts an embedded local Ray (`--address`/`RAY_ADDRESS` override it).",
+    KeyDoc("failure.max_retries", "integer", 2, "0-10",
+           "Times a crashed trial (killed worker, lost node, out of memory) is retried from its last checkpoint; "
+           "configuration and data errors fail at once.", _int_check(0)),
+    KeyDoc("cluster.address", "string or null", None, "null, local, auto, ray://HOST:PORT, HOST:PORT",
+           "Ray cluster to attach to; null or `local` starts an embedded Ray of the driver on 127.0.0.1 "
+           "(`--address`/`RAY_ADDRESS` override it).",
            _text_check(optional=True)),
     KeyDoc("storage", "string", "runs/", "a local path; on a cluster, one mounted on every node (NFS)",
            "Where results, checkpoints and the resolved study are stored.", _local_path_check),
