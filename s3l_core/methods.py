@@ -108,7 +108,7 @@ def with_split_batch_norm(module: nn.Module, max_groups: int) -> nn.Module:
     return module
 
 
-def head_sizes(params: MethodConfig, *names: str) -> list[int]:
+def resolved_sizes(params: MethodConfig, *names: str) -> list[int]:
     """The resolved head sizes `names` of `params`; a None means the recipe was never applied."""
     sizes = [getattr(params, name) for name in names]
     missing = [name for name, size in zip(names, sizes) if size is None]
@@ -147,7 +147,7 @@ class SimCLR(SSLMethod):
 
     def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
-        hidden, projection = head_sizes(params, "hidden_dim", "projection_dim")
+        hidden, projection = resolved_sizes(params, "hidden_dim", "projection_dim")
         self.projector = mlp(encoder.feature_dim, hidden, projection)
 
     def forward(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
@@ -182,7 +182,7 @@ class MoCoV2(SSLMethod):
 
     def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
-        hidden, projection = head_sizes(params, "hidden_dim", "projection_dim")
+        hidden, projection = resolved_sizes(params, "hidden_dim", "projection_dim")
         self.projector = mlp(encoder.feature_dim, hidden, projection, hidden_bn=False)
         self.key_encoder = with_split_batch_norm(frozen_copy(encoder), self.KEY_BN_GROUPS)
         self.key_projector = with_split_batch_norm(frozen_copy(self.projector), self.KEY_BN_GROUPS)
@@ -248,7 +248,7 @@ class BYOL(SSLMethod):
 
     def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
-        hidden, projection, predictor_hidden = head_sizes(params, "hidden_dim", "projection_dim", "predictor_hidden_dim")
+        hidden, projection, predictor_hidden = resolved_sizes(params, "hidden_dim", "projection_dim", "predictor_hidden_dim")
         self.projector = mlp(encoder.feature_dim, hidden, projection)
         self.predictor = mlp(projection, predictor_hidden, projection)
         self.target_encoder = frozen_copy(encoder)
@@ -287,7 +287,7 @@ class SimSiam(SSLMethod):
 
     def __init__(self, encoder: ResNet, params: MethodConfig, num_classes: int = 0, num_train_images: int | None = None):
         super().__init__(encoder, params)
-        hidden, dim, predictor_hidden = head_sizes(params, "hidden_dim", "projection_dim", "predictor_hidden_dim")
+        hidden, dim, predictor_hidden = resolved_sizes(params, "hidden_dim", "projection_dim", "predictor_hidden_dim")
         layers = self.PROJECTOR_LAYERS[encoder.stem_name]
         self.projector = mlp(encoder.feature_dim, hidden, dim, num_layers=layers, last_bn=True)
         self.predictor = mlp(dim, predictor_hidden, dim)
