@@ -32,6 +32,7 @@ REFERENCE_BATCH = 256
 # an assumption until bench/gpu.sh has run on a GPU (docs/design.md, "Cost"; docs/BENCHMARKS.md,
 # "GPU figures").
 ASSUMED_GPU_TFLOPS = 24.0
+RECALIBRATION_IMAGES = 4096  # s3l_core.finetune.RECALIBRATION_IMAGES (imported lazily there: torch)
 LINEAR_PROBE_CLOSURE_CALLS = 100  # L-BFGS max_iter in s3l_core.evaluate.linear_probe_top1 (an upper bound)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -76,13 +77,15 @@ def dataset_shape(name: str) -> tuple[int, int, int]:
     return shape.train_images, shape.channels, shape.num_classes
 
 
-def _eval_shape(name: str) -> tuple[int, int, int]:
-    """(train images, test images, native size) as the evaluation sees them."""
-    if name.startswith("imagefolder:"):
-        root = Path(name.split(":", 1)[1])
+def _eval_shape(config: TrialConfig) -> tuple[int, int, int]:
+    """(labelled train images, test images, native size) as the evaluation sees them."""
+    if config.dataset.startswith("imagefolder:"):
+        from s3l_core.imagefolder import DEFAULT_IMAGE_SIZE
+
+        root = Path(config.dataset.split(":", 1)[1])
         count = lambda split: sum(1 for c in (root / split).glob("*/*") if c.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
-        return count("train"), count("val"), REFERENCE_RESOLUTION
-    shape = BUILTIN_SHAPES[name]
+        return count("train"), count("val"), config.image_size or DEFAULT_IMAGE_SIZE
+    shape = BUILTIN_SHAPES[config.dataset]
     return shape.train_images, shape.test_images, shape.native_size
 
 
@@ -91,7 +94,7 @@ def _stem_argument(config: TrialConfig) -> str:
     (one place for the stem rule)."""
     from s3l_core.backbone import stem_for
 
-    return stem_for(_eval_shape(config.dataset)[2], config.backbone.stem)
+    return stem_for(_eval_shape(config)[2], config.backbone.stem)
 
 
 def run_plan(config: TrialConfig) -> "RunPlan":
@@ -130,23 +133,30 @@ def _feature_dim(config: TrialConfig) -> int:
 
 
 def evaluations(config: TrialConfig) -> int:
-    """kNN evaluations of a trial: every `eval.every` rounds, and always after the last."""
+    """Validation kNN evaluations of a trial: every `eval.every` rounds, and always after the last."""
     rounds = run_plan(config).rounds
-    return rounds // config.eval.every + (0 if rounds % config.eval.every == 0 else 1)
+    return (rounds - 1) // config.eval.every + 1
 
 
 def predicted_eval_pflops(config: TrialConfig) -> float:
-    """Evaluation FLOPs as the trainer counts them (reference floors are not counted)."""
-    train_images, test_images, native = _eval_shape(config.dataset)
+    """Evaluation FLOPs as `s3l_core.protocol` counts them (reference floors are not counted):
+    bank and validation features at each monitoring evaluation; bank, validation and test
+    features, the linear probe and fine-tuning once at the end."""
+    train_images, test_images, native = _eval_shape(config)
     _, channels, classes = dataset_shape(config.dataset)
+    val = max(1, round(config.eval.val_fraction * train_images))
+    bank = train_images - val
     resolution = config.eval.resolution or native
     reference = forward_flops_per_image(replace(config.backbone, width=1.0), channels, _stem_argument(config), REFERENCE_RESOLUTION)
     per_image = reference * config.backbone.width**2 * (resolution / REFERENCE_RESOLUTION) ** 2
     dim = _feature_dim(config)
-    knn = 2.0 * train_images * test_images * dim
-    per_evaluation = per_image * (train_images + test_images) + knn
-    probe = LINEAR_PROBE_CLOSURE_CALLS * 6.0 * train_images * dim * classes if config.eval.linear_probe else 0.0
-    return (evaluations(config) * per_evaluation + probe) / 1e15
+    recalibration = per_image * min(bank, RECALIBRATION_IMAGES) if config.eval.bn_recalibrate else 0.0
+    monitor = recalibration + per_image * (bank + val) + 2.0 * bank * val * dim
+    final = recalibration + per_image * (bank + val + test_images) + 2.0 * bank * (val + test_images) * dim
+    probe = LINEAR_PROBE_CLOSURE_CALLS * 6.0 * bank * dim * classes if config.eval.linear_probe else 0.0
+    tune = config.eval.finetune
+    finetune = 3.0 * per_image * bank * tune.epochs + per_image * (val + test_images) if tune is not None else 0.0
+    return ((evaluations(config) - 1) * monitor + final + probe + finetune) / 1e15
 
 
 def predicted_cost(config: TrialConfig) -> TrialCost:
