@@ -175,12 +175,16 @@ def verdict_line(pairs: pd.DataFrame, trends: pd.DataFrame, head: Headline) -> s
     if not len(pairs) and not len(trends):
         return ("Verdict: none. The study has no scaled-down setting with a finished full-size arm to compare "
                 "against (nor enough varied trials to fit a trend).")
-    if not head.floors_beaten and head.best is not None:
+    verdicts = (pairs.loc[pairs["primary"], "verdict"] if len(pairs) else trends["verdict"]).tolist()
+    if not head.floors_beaten and all(v == NOT_MEANINGFUL for v in verdicts):
         return ("Verdict: not meaningful. Pre-training did not beat its floors (raw pixels or an untrained encoder "
                 "of the same architecture), so no scaled-down setting can keep an accuracy that was never learned.")
     parts = []
     if len(pairs):
         chosen = pairs[pairs["primary"]]
+        knob_order = {k: i for i, k in enumerate(pd.unique(chosen["knob"]))}
+        chosen = chosen.assign(_knob=chosen["knob"].map(knob_order)).sort_values(
+            ["_knob", "cost_ratio"], ascending=[True, False], kind="stable")  # per knob, nearest full size first
         pairing = chosen["pairing"].iloc[0] if (chosen["pairing"] == chosen["pairing"].iloc[0]).all() else None
         for row in chosen.itertuples(index=False):
             text = f"{subject(row.knob, row.value)} {row.verdict} ({points(row.diff)} points"

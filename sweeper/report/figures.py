@@ -511,11 +511,13 @@ def s3l_figure(pairs: pd.DataFrame) -> Figure | None:
         for ax in axes:
             spread_annotations(ax, renderer)
         handles = [Line2D([], [], color=c, marker="o", linestyle="", label=f"{p} (95% CI)") for p, c in used.items()]
-        handles.append(Line2D([], [], color="0.5", alpha=0.35, marker="o", markersize=3, linestyle="",
-                              label="same, at other settings\nof the other knobs"))
+        if not pairs["primary"].all():
+            handles.append(Line2D([], [], color="0.5", alpha=0.35, marker="o", markersize=3, linestyle="",
+                                  label="same, at other settings\nof the other knobs"))
+        if not pairs.loc[pairs["primary"], "full_floors_beaten"].all():
+            handles.append(Line2D([], [], color="white", marker="o", markeredgecolor="0.3", linestyle="",
+                                  label="full size below its floors:\nnot meaningful"))
         handles += [
-            Line2D([], [], color="white", marker="o", markeredgecolor="0.3", linestyle="",
-                   label="full size below its floors:\nnot meaningful"),
             Line2D([], [], color="C3", linestyle="--", label="−1 point: verdict threshold"),
             *(Line2D([], [], color=FLOOR_COLOUR, linestyle=FLOOR_STYLES[c][0],
                      label=f"{FLOOR_STYLES[c][1]},\nrelative to full size") for c in FLOOR_STYLES if c in floors_drawn),
