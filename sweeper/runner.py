@@ -183,6 +183,10 @@ class StudyProgress(tune.Callback):
             record.update(epochs=curve, metrics=_metrics_of_curve(curve))
             self.store.write_record(record)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
+        # A trial failing on a full or unwritable store would fail again on every retry: stop the run now.
+        check_writable(self.store.root, "the study store")
+
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.failed += 1
         self.curves.pop(trial.trial_id, None)
