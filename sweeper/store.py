@@ -129,6 +129,12 @@ class Store:
             return f"not running (its driver stopped without finishing, last started {saved.get('since', '?')}); `run` again to resume"
         return state
 
+    def _refuse_linked_folders(self) -> None:
+        """Records and checkpoints are written into these folders: a planted link must not send them elsewhere."""
+        for folder in (self.trials_dir, self.ray_dir):
+            if folder.is_symlink():
+                raise StoreError(f"{folder} is a symbolic link; remove it (the store's files are never written through links)")
+
     def is_locked(self) -> bool:
         """Whether a driver holds the study's lock now (a killed driver holds nothing)."""
         try:
@@ -158,6 +164,7 @@ class Store:
             os.close(fd)
             raise StoreError(f"study store {self.root} is in use by {holder}; wait for it or stop it first") from None
         try:
+            self._refuse_linked_folders()
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
             yield

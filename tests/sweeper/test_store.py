@@ -123,3 +123,16 @@ def test_is_locked_tells_a_live_driver_from_a_killed_one(tmp_path: Path):
         holder.kill()
         holder.wait()
     assert not Store(tmp_path).is_locked()
+
+
+@pytest.mark.parametrize("folder", ["trials", "ray"])
+def test_a_symlinked_folder_inside_the_store_is_refused(tmp_path: Path, folder: str):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / folder).symlink_to(elsewhere)
+    with pytest.raises(StoreError, match=f"{folder} is a symbolic link"):
+        with Store(root).lock():
+            pass
+    assert list(elsewhere.iterdir()) == []
