@@ -183,8 +183,8 @@ def _banners(store: StoreSnapshot, df: pd.DataFrame, members: Membership, stale:
     if state == "running":
         banners.append(("warn", f"PARTIAL RESULTS: the study is still running ({tally}, "
                                 f"{unfinished} running or pending)."))
-    elif state in STOPPED:
-        banners.append(("bad", f"PARTIAL RESULTS: the study {STOPPED[state]} before it finished ({tally}, "
+    elif state is not None and state.split(":", 1)[0] in STOPPED:  # "failed: <reason>" after a full store
+        banners.append(("bad", f"PARTIAL RESULTS: the study {STOPPED[state.split(':', 1)[0]]} before it finished ({tally}, "
                                f"{unfinished} left running or pending)."))
     elif state is None and unfinished:
         banners.append(("warn", f"POSSIBLY PARTIAL: {unfinished} trials were running or pending when the results "

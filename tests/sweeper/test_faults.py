@@ -452,6 +452,8 @@ def test_a_store_that_fills_up_mid_run_fails_cleanly_and_run_again_finishes(tmp_
 
     for ballast in small_disk.glob("ballast*"):
         ballast.unlink()
+    assert main(["report", str(store), "--out", str(tmp_path / "partial")]) == 0
+    assert "PARTIAL RESULTS: the study failed before it finished" in (tmp_path / "partial" / "index.html").read_text()
     assert main(["run", str(path), "--no-report"]) == 0
     after = record_mtimes(store)
     assert {k: after[k] for k in before} == before  # finished trials kept, not retrained
