@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,32 +72,42 @@ def parameter_columns(study: Study, grid: bool) -> dict[str, str]:
 
 @dataclass
 class Eta:
-    """Time left: predicted PFLOPs of the trials still to run over the rate reached so far
-    (PFLOPs of trials ended in this run per second), else over the cost model's device rate."""
+    """Time left. Before any progress: the trials left at the cost model's rate (FLOPs only).
+    After: the rate so far in trials per second, counting the trials ended in this run and
+    the share of its rounds each running trial has reported (start-up and evaluation included)."""
 
     mean_trial_pflops: float
     predicted_tflops: float | None  # the device rate x trials at once; None when unknown
     started: float
+    rounds_of: Callable[[dict[str, Any]], int] = lambda config: 1  # a Ray trial config -> its rounds
+    ended_here: int = 0
+    running: dict[str, float] = field(default_factory=dict)  # Ray trial id -> share of rounds reported
 
-    def seconds_left(self, trials_left: int, pflops_done_here: float) -> tuple[float | None, str]:
-        """(seconds, where the rate comes from): the rate so far once a trial of this run has
-        ended (start-up and evaluation included), else the cost model's (FLOPs only)."""
+    def progress(self, trial_id: str, config: dict[str, Any], rounds_done: int) -> None:
+        self.running[trial_id] = min(1.0, rounds_done / max(1, self.rounds_of(config)))
+
+    def ended(self, trial_id: str) -> None:
+        self.running.pop(trial_id, None)
+        self.ended_here += 1
+
+    def seconds_left(self, trials_left: int) -> tuple[float | None, str]:
+        """(seconds, where the rate comes from)."""
         if trials_left <= 0:
             return 0.0, "done"
+        underway = sum(self.running.values())
+        done = self.ended_here + underway
         elapsed = time.monotonic() - self.started
-        if pflops_done_here > 0 and elapsed > 0:
-            rate, source = pflops_done_here * 1e15 / elapsed, "rate so far"
-        elif self.predicted_tflops:
-            rate, source = self.predicted_tflops * 1e12, "cost model, start-up apart"
-        else:
-            return None, "unknown"
-        return trials_left * self.mean_trial_pflops * 1e15 / rate, source
+        if done > 0 and elapsed > 0:
+            return max(0.0, trials_left - underway) * elapsed / done, "rate so far"
+        if self.predicted_tflops:
+            return trials_left * self.mean_trial_pflops * 1e15 / (self.predicted_tflops * 1e12), "cost model, start-up apart"
+        return None, "unknown"
 
 
 def eta_text(estimate: tuple[float | None, str]) -> str:
     seconds, source = estimate
     if seconds is None:
-        return "ETA unknown until a trial ends"
+        return "ETA unknown until a trial reports progress"
     if source == "done":
         return "ETA 0 s"
     if seconds < 90:
@@ -107,7 +117,7 @@ def eta_text(estimate: tuple[float | None, str]) -> str:
     return f"ETA {seconds / 3600:.1f} h ({source})"
 
 
-def make_eta(study: Study, pending: list[dict[str, Any]]) -> Eta:
+def make_eta(study: Study, pending: list[dict[str, Any]], rounds_of: Callable[[dict[str, Any]], int]) -> Eta:
     """The cost model's view of the trials still to run (no measurement: the cached CPU rate only)."""
     from sweeper.cost_model import GPU_RATES, concurrent_trials, predicted_cost
     from sweeper.device_rate import cpu_rate
@@ -120,7 +130,7 @@ def make_eta(study: Study, pending: list[dict[str, Any]]) -> Eta:
     tflops = None
     if rate is not None:
         tflops = rate.tflops * concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
-    return Eta(mean, tflops, time.monotonic())
+    return Eta(mean, tflops, time.monotonic(), rounds_of)
 
 
 class StudyReporter(CLIReporter):

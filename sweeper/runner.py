@@ -23,6 +23,7 @@ import yaml
 from ray import tune
 
 from s3l_core.atomic import write_atomic
+from sweeper.cost_model import run_plan
 from sweeper.live_view import Eta, OptunaTrialTags, StudyReporter, eta_text, logger_callbacks, make_eta, quiet_ray, record_optuna_objectives, tensorboard_hint
 from sweeper.loopback import start_local_ray
 from sweeper.provenance import provenance
@@ -40,6 +41,7 @@ from sweeper.trainable import (
     budget_spent,
     point_of,
     run_trial,
+    trial_config_for,
     trial_id_for,
     unfinished_record,
 )
@@ -160,16 +162,19 @@ class StudyProgress(tune.Callback):
         self.total, self.done, self.failed = total, reused, 0
         self.eta = eta
         self.spent = budget_spent(store)
-        self.spent_before = dict(self.spent)  # the ETA's rate counts this run's trials only
         self.curves: dict[str, list[dict[str, Any]]] = {}
         self._write_ledger()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
         if EPOCH_RECORD_KEY in result:  # held only while the trial runs, so memory follows running trials
             self.curves.setdefault(trial.trial_id, []).append(result[EPOCH_RECORD_KEY])
+        if self.eta is not None and result.get("epoch"):
+            self.eta.progress(trial.trial_id, trial.config, int(result["epoch"]))
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.done += 1
+        if self.eta is not None:
+            self.eta.ended(trial.trial_id)
         self._charge(trial)
         error = (trial.last_result or {}).get(FAILED_AT_ONCE_KEY)
         if error:  # a config or data error: its record is written, retrying cannot help
@@ -189,6 +194,8 @@ class StudyProgress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.failed += 1
+        if self.eta is not None:
+            self.eta.ended(trial.trial_id)
         self.curves.pop(trial.trial_id, None)
         self._charge(trial)
         error = _last_error_line(trial)
@@ -218,7 +225,7 @@ class StudyProgress(tune.Callback):
         eta = ""
         if self.eta is not None:
             left = self.total - self.done - self.failed
-            eta = ", " + eta_text(self.eta.seconds_left(left, self.spent["pflops"] - self.spent_before["pflops"]))
+            eta = ", " + eta_text(self.eta.seconds_left(left))
         return f"study: {self.done}/{self.total} trials done, {self.failed} failed{budget}{eta}"
 
 
@@ -329,7 +336,7 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         state = "crashed"
         try:
             if launched:
-                eta = make_eta(study, pending)
+                eta = make_eta(study, pending, lambda config: run_plan(trial_config_for(context, point_of(context, config))).rounds)
                 try:
                     _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose).fit()
                 finally:

@@ -15,14 +15,18 @@ from sweeper.study import load_study
 from tests.sweeper.conftest import write_study
 
 
-def test_eta_uses_the_rate_so_far_once_a_trial_has_ended_else_the_cost_model():
-    eta = Eta(mean_trial_pflops=2.0, predicted_tflops=1000.0, started=time.monotonic() - 100)
-    seconds, source = eta.seconds_left(3, 0.0)
+def test_eta_uses_the_cost_model_until_progress_then_the_rate_so_far():
+    eta = Eta(mean_trial_pflops=2.0, predicted_tflops=1000.0, started=time.monotonic() - 100, rounds_of=lambda config: 4)
+    seconds, source = eta.seconds_left(3)
     assert source.startswith("cost model") and seconds == pytest.approx(3 * 2e15 / 1e15)
-    seconds, source = eta.seconds_left(3, 4.0)  # 4 PFLOPs in ~100 s: 0.04 PFLOP/s
-    assert source == "rate so far" and seconds == pytest.approx(3 * 2.0 / 0.04, rel=0.02)
-    assert eta_text(eta.seconds_left(0, 4.0)) == "ETA 0 s"
-    assert eta_text(Eta(1.0, None, time.monotonic()).seconds_left(2, 0.0)) == "ETA unknown until a trial ends"
+    eta.progress("a", {}, 2)  # half of trial a in ~100 s, trial b not started: 0.5 trials per 100 s
+    seconds, source = eta.seconds_left(3)
+    assert source == "rate so far" and seconds == pytest.approx((3 - 0.5) * 100 / 0.5, rel=0.02)
+    eta.ended("a")
+    eta.progress("b", {}, 1)  # 1 + 0.25 trials in ~100 s
+    assert eta.seconds_left(2)[0] == pytest.approx((2 - 0.25) * 100 / 1.25, rel=0.02)
+    assert eta_text(eta.seconds_left(0)) == "ETA 0 s"
+    assert eta_text(Eta(1.0, None, time.monotonic()).seconds_left(2)) == "ETA unknown until a trial reports progress"
     assert eta_text((7200.0, "rate so far")) == "ETA 2.0 h (rate so far)"
 
 
