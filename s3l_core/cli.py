@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError
 from s3l_core.config import ConfigError, ConfigProblem, TrialConfig, apply_overrides
 from s3l_core.data import DatasetError
+from s3l_core.yaml12 import load_value
 from s3l_core.trainer import EpochRecord, train
 
 # Shorthand flags for the common knobs; any other key goes through --set.
@@ -53,7 +52,7 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError([ConfigProblem("--set", f"{item!r} is not KEY=VALUE")])
-        overrides[key] = yaml.safe_load(text)
+        overrides[key] = load_value(text)  # as a study file reads it: 5e-4 is a number
     if args.download:
         overrides["download"] = True
     return TrialConfig.from_dict(apply_overrides({}, overrides))

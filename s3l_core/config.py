@@ -265,7 +265,7 @@ def _coerce(tp: Any, value: Any, path: str, problems: list[ConfigProblem]) -> An
             result = _coerce(option, value, path, trial)
             if not trial:
                 return result
-        wanted = " or ".join(_type_name(o) for o in options)
+        wanted = " or ".join("null" if o is type(None) else _type_name(o) for o in options)
         problems.append(ConfigProblem(path, f"{_describe(value)} is not {wanted}"))
         return None
     if origin is tuple:

@@ -9,7 +9,6 @@ and any non-standard tag (`!!python/object:...`) is a problem instead of an obje
 
 from __future__ import annotations
 
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from s3l_core.yaml12 import Yaml12Loader
 
 MAX_STUDY_BYTES = 1_000_000
 MAX_NODES = 100_000  # aliases can make a small file expand exponentially
@@ -40,15 +41,8 @@ class StudyProblem:
         return f"{where} {self.key_path}: {self.message}" if self.key_path else f"{where}: {self.message}"
 
 
-class StudyLoader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-4` and `1.0e4` as floats (YAML 1.2), not strings."""
-
-
-StudyLoader.add_implicit_resolver(
-    _TAG + "float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+class StudyLoader(Yaml12Loader):
+    """The safe loader of study files: `1e-4` and `1.0e4` are floats (YAML 1.2), not strings."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from s3l_core.cli import main
+from s3l_core.cli import build_parser, config_from_args, main
 
 FAST = ["--dataset", "fashion-mnist-sample", "--depth", "10", "--width", "0.125", "--resolution", "8", "--epochs", "2",
         "--data-fraction", "0.02", "--batch-size", "64", "--set", "eval.knn_k=10", "--set", "eval.linear_probe=false",
@@ -48,3 +48,10 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path, flags, message):
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_set_values_are_read_as_a_study_file_reads_them():
+    """`--set optimizer.weight_decay=5e-4` is a number (YAML 1.2), as in a study file."""
+    args = build_parser().parse_args(["train", "--out", "x", "--set", "optimizer.weight_decay=5e-4", "--set", "eval.finetune={epochs: 2}"])
+    config = config_from_args(args)
+    assert config.optimizer.weight_decay == 5e-4 and config.eval.finetune.epochs == 2
