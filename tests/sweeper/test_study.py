@@ -262,6 +262,7 @@ def test_every_project_exception_pickles_round_trip():
     from s3l_core.data import DatasetError
     from s3l_core.safe_pickle import UnsafePickleError
     from sweeper.cli import UserFacingError
+    from sweeper.report.browser import WebDriverError
     from sweeper.runner import ClusterError
     from sweeper.store import StoreError
 
@@ -271,6 +272,7 @@ def test_every_project_exception_pickles_round_trip():
         CheckpointError("checkpoint c.pt is unreadable"), DatasetError("dataset cifar10: data_dir /x does not exist"),
         UnsafePickleError("refused to load posix.system"), UserFacingError("store busy"), StoreError("store full"),
         ClusterError("cannot reach the Ray cluster at h:1"), UnsafeFolderError("reports/x is a symbolic link"),
+        WebDriverError("chromedriver did not start"),
     ]  # fmt: skip
     private = {cls for cls in _project_exception_classes() if cls.__name__.startswith("_")}
     assert _project_exception_classes() - private <= {type(s) for s in samples}, "add a sample of the new exception here"
