@@ -188,7 +188,7 @@ def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_
         table = trial_table(study, points)
         count = len(points)
         if finished_ids is not None:
-            out.append(f"{len(everything)} trials, {len(everything) - count} already finished in the store, {count} would run:")
+            out.append(f"{len(everything)} trials, {len(everything) - count} already finished in the store, {count} would run" + (":" if count else "."))
         else:
             out.append(f"{count} trials" + (f" (random draws, search seed {study.search.seed})" if study.search.algorithm == "random" else "") + ":")
         if count:
