@@ -10,6 +10,7 @@ BENCHES = {
     "augment": ("bench.augment", "CPU data only: s3l_core make_views vs per-sample torchvision v2"),
     "packing": ("bench.packing", "1/2/4/8 concurrent 16 px trials on one GPU via Ray fractional GPUs"),
     "overhead": ("bench.overhead", "50 tiny trials through run_study vs 50 direct train() calls; driver RSS"),
+    "learning": ("bench.learning", "each method on the Fashion-MNIST sample against its raw-pixel and random-encoder floors"),
     "quickstart": ("bench.quickstart", "wall time of `python -m sweeper run studies/quickstart.yaml`"),
     "report": ("bench.report_build", "report build time against trial count"),
     "startup": ("bench.startup", "start-up of `--help`, `--version` and `validate` (target under 1 s)"),
