@@ -157,12 +157,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweeper.results import results_frame
     from sweeper.store import Store
 
     root = args.target
     if root.is_file():
-        from sweeper.estimate import planned_trials
+        from sweeper.plan import planned_trials
         from sweeper.store import store_root
 
         study = _load(root)
@@ -172,6 +171,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 0
     if not (root / "study.yaml").exists():
         raise UserFacingError(f"{root} is not a study store (no study.yaml); run the study first")
+    from sweeper.results import results_frame  # pandas: only once there is a store to read
+
     store = Store(root)
     results = results_frame(store.records())
     counts = results["status"].value_counts().to_dict() if len(results) else {}

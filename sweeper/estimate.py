@@ -19,46 +19,11 @@ import pandas as pd
 
 from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_trials, predicted_cost, predicted_seconds
 from sweeper.results import schedule_label
+from sweeper.plan import is_sampled, pending_points, unique_points
 from sweeper.space import ENUMERATED, random_points
-from sweeper.space import points as sweep_points
 from sweeper.study import Study
 
 MEAN_DRAWS = 256  # uniform draws averaged for an Optuna study's expected trial cost
-
-
-def is_sampled(study: Study) -> bool:
-    """Optuna picks its points as results come in: the trials are not known in advance."""
-    return study.search.algorithm.startswith("optuna")
-
-
-def unique_points(study: Study) -> list[dict[str, Any]]:
-    """The grid/random points of a study, a point drawn twice counted once (as `run` does)."""
-    from sweeper.store import trial_id
-
-    seen: dict[str, dict[str, Any]] = {}
-    for point in sweep_points(study):
-        seen.setdefault(trial_id(_trial_config(study, point).to_dict()), point)
-    return list(seen.values())
-
-
-def _trial_config(study: Study, point: dict[str, Any]):  # noqa: ANN202 (TrialConfig)
-    """As `sweeper.trainable.trial_config_for`: a CPU-only trial's config says device cpu (its id depends on it)."""
-    from dataclasses import replace
-
-    config = study.trial_config(point)
-    return replace(config, device="cpu") if study.resources.gpu == 0 else config
-
-
-def planned_trials(study: Study) -> int:
-    """How many trials a complete run of the study has."""
-    return study.search.num_samples if is_sampled(study) else len(unique_points(study))
-
-
-def pending_points(study: Study, finished_ids: set[str]) -> list[dict[str, Any]]:
-    """The points a `run` would launch: every unique point without a finished record."""
-    from sweeper.store import trial_id
-
-    return [p for p in unique_points(study) if trial_id(_trial_config(study, p).to_dict()) not in finished_ids]
 
 
 def _knob_text(key: str, value: Any) -> Any:

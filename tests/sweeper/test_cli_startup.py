@@ -26,7 +26,8 @@ def _modules_loaded_by(*argv: str) -> tuple[set[str], subprocess.CompletedProces
     return {m for m in line.split(" ", 1)[1].split(",") if m}, done
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"], ["validate", "studies/quickstart.yaml", "studies/s3l.yaml"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"], ["validate", "studies/quickstart.yaml", "studies/s3l.yaml"],
+                                  ["status", "studies/quickstart.yaml", "--storage", "/nonexistent-s3l-store"]])
 def test_help_version_and_validate_import_nothing_heavy(argv):
     loaded, done = _modules_loaded_by(*argv)
     assert done.returncode == 0, done.stderr

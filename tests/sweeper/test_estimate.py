@@ -13,7 +13,8 @@ import pytest
 
 from sweeper.cli import main
 from sweeper.cost_model import GPU_RATES, predicted_cost
-from sweeper.estimate import cost_range, pending_points, unique_points
+from sweeper.estimate import cost_range
+from sweeper.plan import pending_points, unique_points
 from sweeper.study import StudyError, load_study
 from tests.sweeper.conftest import write_study
 

@@ -1,0 +1,41 @@
+"""Which trials a study has, and which of them a `run` would launch now: the points of a grid
+or random search, each counted once per trial id. Light (no torch, Ray or pandas), so
+`status` of a study that never ran answers at once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sweeper.space import points as sweep_points
+from sweeper.store import trial_id
+from sweeper.study import Study
+
+
+def is_sampled(study: Study) -> bool:
+    """Optuna picks its points as results come in: the trials are not known in advance."""
+    return study.search.algorithm.startswith("optuna")
+
+
+def unique_points(study: Study) -> list[dict[str, Any]]:
+    """The grid/random points of a study, a point drawn twice counted once (as `run` does)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for point in sweep_points(study):
+        seen.setdefault(point_trial_id(study, point), point)
+    return list(seen.values())
+
+
+def point_trial_id(study: Study, point: dict[str, Any]) -> str:
+    """As `sweeper.trainable.trial_id_for`: a CPU-only trial's config says device cpu (its id depends on it)."""
+    config = study.trial_config(point)
+    return trial_id((replace(config, device="cpu") if study.resources.gpu == 0 else config).to_dict())
+
+
+def planned_trials(study: Study) -> int:
+    """How many trials a complete run of the study has."""
+    return study.search.num_samples if is_sampled(study) else len(unique_points(study))
+
+
+def pending_points(study: Study, finished_ids: set[str]) -> list[dict[str, Any]]:
+    """The points a `run` would launch: every unique point without a finished record."""
+    return [p for p in unique_points(study) if point_trial_id(study, p) not in finished_ids]
