@@ -58,3 +58,25 @@ def test_a_damaged_digest_is_a_checkpoint_error(tmp_path: Path, digest: str):
     digest_path(path).write_text(digest)  # a copy of the digest cut short by a full disk
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("fault", ["fsync", "replace"])
+def test_a_save_that_fails_to_sync_or_rename_leaves_the_old_checkpoint_and_no_temp(tmp_path: Path, monkeypatch, fault: str):
+    """The checkpoint is written through a synced temp file and a rename: a full disk at either
+    step leaves the previous checkpoint whole (a plain torch.save would truncate it first)."""
+    import errno
+    import os
+
+    path = saved(tmp_path, epoch=1)
+    before = path.read_bytes()
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, fault, full_disk)
+    with pytest.raises(OSError):
+        save_checkpoint({"epoch": 2, "model": {"w": torch.zeros(1000)}}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no temp file; the digest waits for a whole file
+    assert torch.load(path, weights_only=True)["epoch"] == 1

@@ -263,3 +263,32 @@ def test_methods_use_labels_only_when_supervised() -> None:
         method = build(name)
         v1, v2, labels = batch(name)
         torch.testing.assert_close(method.loss(v1, v2, labels), method.loss(v1, v2, labels.flip(0)))
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_the_loss_sees_both_views(name: str) -> None:
+    """A method that encodes one view twice has identical positives and nothing to learn; its
+    loss then ignores the other view. (Copies: MoCo's loss enqueues keys.)"""
+    import copy
+
+    method = build(name)
+    v1, v2, labels = batch(name, seed=0)
+    w1, w2, _ = batch(name, seed=1)
+    base = copy.deepcopy(method).loss(v1, v2, labels).item()
+    assert copy.deepcopy(method).loss(v1, w2, labels).item() != pytest.approx(base, rel=1e-4), "the loss ignores view 2"
+    assert copy.deepcopy(method).loss(w1, v2, labels).item() != pytest.approx(base, rel=1e-4), "the loss ignores view 1"
+
+
+@pytest.mark.parametrize("name", ["byol", "simsiam"])
+def test_each_views_prediction_regresses_the_other_views_projection(name: str) -> None:
+    """BYOL and SimSiam pair p1 with z2 and p2 with z1; pairing a view with itself learns nothing
+    about invariance (the two sums differ as soon as the views do)."""
+    from s3l_core.losses import byol_loss, simsiam_loss
+
+    method = build(name)
+    v1, v2, labels = batch(name)
+    p1, p2, z1, z2 = method(v1, v2)
+    crossed = byol_loss(p1, z2) + byol_loss(p2, z1) if name == "byol" else (simsiam_loss(p1, z2) + simsiam_loss(p2, z1)) / 2
+    uncrossed = byol_loss(p1, z1) + byol_loss(p2, z2) if name == "byol" else (simsiam_loss(p1, z1) + simsiam_loss(p2, z2)) / 2
+    assert crossed.item() != pytest.approx(uncrossed.item(), rel=1e-4)
+    assert method.loss(v1, v2, labels).item() == pytest.approx(crossed.item(), rel=1e-5)

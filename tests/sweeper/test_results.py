@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from s3l_core.config import TrialConfig
 from sweeper.results import results_frame, schedule_label, write_tables
@@ -53,3 +54,26 @@ def test_write_tables_rebuilds_every_table_from_the_records(tmp_path: Path):
     assert pd.read_csv(tmp_path / "results.csv")["status"].tolist() == results["status"].tolist()
     epochs = pd.read_parquet(tmp_path / "epochs.parquet")
     assert epochs["trial_id"].tolist() == ["a", "a"] and math.isnan(epochs["knn_val_top1"][0]) and epochs["knn_val_top1"][1] == 0.8
+
+
+@pytest.mark.parametrize("fault", ["fsync", "replace"])
+def test_tables_that_fail_to_sync_or_rename_keep_the_old_tables(tmp_path: Path, monkeypatch, fault: str):
+    import errno
+    import os
+
+    store = Store(tmp_path)
+    store.write_record(record("a", resolution=14))
+    write_tables(store)
+    tables = ("results.parquet", "results.csv", "epochs.parquet")
+    before = {name: (tmp_path / name).read_bytes() for name in tables}
+    store.write_record(record("b", status="failed", resolution=28))
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, fault, full_disk)
+    with pytest.raises(OSError):
+        write_tables(store)
+    monkeypatch.undo()
+    assert {name: (tmp_path / name).read_bytes() for name in tables} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

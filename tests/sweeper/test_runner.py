@@ -18,3 +18,43 @@ def test_trials_a_killed_driver_left_running_in_optuna_are_marked_failed(tmp_pat
     states = [t.state for t in optuna.load_study(study_name="s", storage=storage).get_trials()]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     _fail_abandoned_optuna_trials(storage, "not-created-yet")  # first run: nothing to do, no error
+
+
+def test_a_run_launches_only_the_trials_the_store_lacks(tmp_path: Path, monkeypatch):
+    """run_study with Ray's connection and Tuner faked: finished trials are reused; failed,
+    stopped, budget-skipped and missing ones are launched again."""
+    import pandas as pd
+    import ray
+
+    import sweeper.runner as runner
+    from sweeper.plan import unique_points
+    from sweeper.store import Store, store_root
+    from sweeper.study import load_study
+    from sweeper.trainable import new_record, trial_config_for
+    from tests.sweeper.conftest import write_study
+
+    study = load_study(write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1]))
+    root = store_root(study)
+    store, context = Store(root), runner._context(study, root)
+    points = unique_points(study)
+    for point, status in zip(points, ["finished", "finished", "failed", "stopped", "skipped_budget"]):  # the sixth has no record
+        store.write_record(new_record(point, trial_config_for(context, point), context, status))
+    launched: list[dict] = []
+
+    class FakeTuner:
+        def __init__(self, param_space: dict):
+            self.param_space = param_space
+
+        def fit(self) -> None:
+            launched.extend(self.param_space["point"]["grid_search"])
+
+    monkeypatch.setattr(runner, "connect", lambda address: None)
+    monkeypatch.setattr(runner, "check_capacity", lambda study: None)
+    monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(runner, "make_eta", lambda *args, **kwargs: None)
+    monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(param_space))
+    monkeypatch.setattr(runner, "_finish", lambda store, state, report_dir: pd.DataFrame())
+    summary = runner.run_study(study, report=False)
+    assert (summary.total, summary.reused, summary.launched) == (6, 2, 4)
+    assert sorted(map(str, launched)) == sorted(map(str, points[2:]))
+    assert not ray.is_initialized()

@@ -136,3 +136,30 @@ def test_a_symlinked_folder_inside_the_store_is_refused(tmp_path: Path, folder: 
         with Store(root).lock():
             pass
     assert list(elsewhere.iterdir()) == []
+
+
+def test_only_finished_records_count_as_finished(tmp_path: Path):
+    """Failed, stopped and budget-skipped trials run again: they are never reused."""
+    store = Store(tmp_path)
+    for tid, status in [("aaa", "finished"), ("bbb", "failed"), ("ccc", "stopped"), ("ddd", "skipped_budget")]:
+        store.write_record({"trial_id": tid, "status": status, "config": config(seed=len(tid))})
+    assert store.finished_ids() == {"aaa"}
+
+
+@pytest.mark.parametrize("fault", ["fsync", "replace"])
+def test_a_record_write_that_fails_to_sync_or_rename_keeps_the_old_record(tmp_path: Path, monkeypatch, fault: str):
+    import errno
+
+    store = Store(tmp_path)
+    store.write_record({"trial_id": "abc", "status": "failed", "config": config()})
+    before = store.record_path("abc").read_bytes()
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, fault, full_disk)
+    with pytest.raises(OSError):
+        store.write_record({"trial_id": "abc", "status": "finished", "config": config()})
+    monkeypatch.undo()
+    assert store.record_path("abc").read_bytes() == before
+    assert [p.name for p in store.trials_dir.iterdir()] == ["abc.json"]  # no temp file left

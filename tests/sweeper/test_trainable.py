@@ -1,11 +1,16 @@
-"""What a trial tells Ray: validation numbers and costs, never a test-split number."""
+"""What a trial tells Ray (validation numbers and costs, never a test-split number), and what it reuses or resumes."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
+
+import pytest
 
 from sweeper.study_schema import OBJECTIVE_METRICS, SELECTION_METRICS, selection_metric
 from sweeper.trainable import _objective_values
+from tests.sweeper.conftest import write_study
 
 FINISHED = {
     "knn_top1": 0.81, "knn_val_top1": 0.79, "knn_top1_best": 0.8, "linear_top1": 0.85, "linear_val_top1": 0.84,
@@ -30,3 +35,97 @@ def test_every_objective_a_study_may_name_is_reported_to_ray_under_its_selection
 def test_missing_metrics_are_nan_so_searchers_always_find_them():
     values = _objective_values({}, gpu_fraction=0.0)
     assert all(math.isnan(v) for k, v in values.items() if k != "gpu_hours")
+
+
+# ----------------------------------------------------- reuse and resume, without Ray
+# run_trial against a real store, with Ray's report/checkpoint calls and the trainer faked, so
+# `-m "not slow"` catches a broken reuse or resume.
+
+
+@dataclasses.dataclass
+class FakeEpoch:
+    epoch: int
+    loss: float
+
+
+class FakeResult:
+    epochs = [FakeEpoch(epoch=2, loss=1.0)]
+
+    def metrics(self) -> dict:
+        return {"knn_val_top1": 0.5, "knn_top1": 0.5, "train_pflops": 1.0, "total_pflops": 1.0, "wall_s": 1.0}
+
+
+@pytest.fixture
+def fake_trial(tmp_path: Path, monkeypatch):
+    """(context, point, trial id, store, calls): `calls["train"]` lists each training's resume
+    state, `calls["reports"]` what reached Ray."""
+    import sweeper.trainable as trainable
+    from sweeper.runner import _context
+    from sweeper.store import Store, store_root
+    from sweeper.study import load_study
+
+    study = load_study(write_study(tmp_path, grid=[8]))
+    root = store_root(study)
+    root.mkdir(parents=True)
+    context = _context(study, root)
+    point = {"resolution": 8, "seed": 0}
+    calls: dict[str, list] = {"train": [], "reports": []}
+
+    def fake_train(config, on_epoch, resume_from, checkpoint_dir):
+        calls["train"].append(resume_from)
+        return FakeResult()
+
+    monkeypatch.setattr(trainable, "train", fake_train)
+    monkeypatch.setattr(trainable, "_this_node", lambda: "test-node")
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: calls["reports"].append(metrics))
+    return context, point, trainable.trial_id_for(context, point), Store(root), calls
+
+
+def test_a_finished_record_is_reused_and_nothing_trains(fake_trial):
+    from sweeper.trainable import new_record, run_trial, trial_config_for
+
+    context, point, tid, store, calls = fake_trial
+    store.write_record({**new_record(point, trial_config_for(context, point), context, "finished"), "metrics": FakeResult().metrics()})
+    run_trial({"point": point}, context)
+    assert calls["train"] == [] and calls["reports"][-1]["reused"] is True
+
+
+@pytest.mark.parametrize("status", ["failed", "stopped", "skipped_budget"])
+def test_failed_stopped_and_budget_skipped_trials_run_again(fake_trial, status: str):
+    from sweeper.trainable import new_record, run_trial, trial_config_for
+
+    context, point, tid, store, calls = fake_trial
+    store.write_record(new_record(point, trial_config_for(context, point), context, status, "earlier run"))
+    run_trial({"point": point}, context)
+    assert calls["train"] == [None]
+    assert store.read_record(tid)["status"] == "finished" and "reused" not in calls["reports"][-1]
+
+
+def test_a_checkpoint_of_an_earlier_run_is_resumed(fake_trial):
+    """Ray numbers checkpoints afresh per attempt; a new driver finds the old attempt's in the store."""
+    import torch
+
+    from s3l_core.checkpoint import CHECKPOINT_NAME, save_checkpoint
+    from sweeper.trainable import run_trial
+
+    context, point, tid, store, calls = fake_trial
+    save_checkpoint({"epoch": 1, "model": {"w": torch.ones(3)}}, store.ray_dir / "attempt-1" / tid / "checkpoint_000000" / CHECKPOINT_NAME)
+    run_trial({"point": point}, context)
+    (resumed,) = calls["train"]
+    assert resumed is not None and resumed["epoch"] == 1
+    assert store.read_record(tid)["resumed_from_corrupt"] is False
+
+
+def test_a_corrupt_checkpoint_starts_from_scratch_and_the_record_says_so(fake_trial, caplog):
+    from s3l_core.checkpoint import CHECKPOINT_NAME
+    from sweeper.trainable import run_trial
+
+    context, point, tid, store, calls = fake_trial
+    damaged = store.ray_dir / "attempt-1" / tid / "checkpoint_000000" / CHECKPOINT_NAME
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"")  # a zero-byte copy
+    run_trial({"point": point}, context)
+    assert calls["train"] == [None]
+    assert store.read_record(tid)["resumed_from_corrupt"] is True
+    assert any("starting from scratch" in r.getMessage() and tid in r.getMessage() for r in caplog.records)

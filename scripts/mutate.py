@@ -1,0 +1,260 @@
+"""Mutation check: do the fast tests fail when the behaviour they guard breaks?
+
+Each mutation is a realistic one-line breakage: (file, exact old text, new text), where the old
+text must occur exactly once in the file (a refactor that moves it makes this script fail loudly
+instead of silently testing nothing). Each is applied to a scratch copy of the working tree
+(tracked and untracked-not-ignored files), the named fast tests run there, and a table says
+whether any test failed (caught) and how long it took. Ray is never started: every named test
+is a fast one (`-m "not slow"`).
+
+    python scripts/mutate.py            # every mutation
+    python scripts/mutate.py knn_k1     # only those named
+    python scripts/mutate.py --list
+
+Exit status 1 when a mutation is not caught (or its old text is not found exactly once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+M = Mutation
+MUTATIONS: tuple[Mutation, ...] = (
+    # ------------------------------------------------------------- the issue's table
+    M("simclr_view1_twice", "s3l_core/methods.py",
+      "z1, z2 = self.projector(self.encoder(torch.cat([view1, view2]))).chunk(2)",
+      "z1, z2 = self.projector(self.encoder(torch.cat([view1, view1]))).chunk(2)",
+      ("tests/s3l_core/test_methods.py",)),
+    M("knn_k1", "s3l_core/evaluate.py",
+      "k = min(k, len(train_features))",
+      "k = 1",
+      ("tests/s3l_core/test_evaluate.py",)),
+    M("checkpoint_plain_torch_save", "s3l_core/checkpoint.py",
+      "    with atomic_file(path) as handle:\n        torch.save({\"format_version\": FORMAT_VERSION, **state}, handle)",
+      "    if True:\n        torch.save({\"format_version\": FORMAT_VERSION, **state}, path)",
+      ("tests/s3l_core/test_checkpoint.py",)),
+    M("finished_ids_counts_every_status", "sweeper/store.py",
+      'if r.get("status") == "finished"}',
+      'if r.get("status") in TRIAL_STATUSES}',
+      ("tests/sweeper/test_store.py", "tests/sweeper/test_runner.py")),
+    M("trial_reuses_any_recorded_status", "sweeper/trainable.py",
+      'if done is not None and done.get("status") == "finished":',
+      "if done is not None:",
+      ("tests/sweeper/test_trainable.py",)),
+    M("html_attribute_quote_false", "sweeper/report/page.py",
+      "html.escape(\"\" if value is None else str(value), quote=True)",
+      "html.escape(\"\" if value is None else str(value), quote=False)",
+      ("tests/sweeper/report/test_report_write.py",)),
+    M("corrupt_checkpoint_banner_removed", "sweeper/report/build.py",
+      'restarted = int(df["resumed_from_corrupt"].sum()) if len(df) else 0',
+      "restarted = 0",
+      ("tests/sweeper/report/test_report_write.py",)),
+    M("corrupt_checkpoint_note_removed", "sweeper/report/build.py",
+      'view["note"] = np.where(view["resumed_from_corrupt"], "restarted: corrupt checkpoint", "")',
+      'view["note"] = ""',
+      ("tests/sweeper/report/test_report_write.py",)),
+    M("resume_ignores_earlier_runs_checkpoints", "sweeper/trainable.py",
+      "candidates.extend(store.latest_checkpoint_dirs(tid))",
+      "pass",
+      ("tests/sweeper/test_trainable.py",)),
+    M("finished_trials_never_reused", "sweeper/runner.py",
+      "pending = [p for tid, p in unique.items() if tid not in finished]",
+      "pending = list(unique.values())",
+      ("tests/sweeper/test_runner.py",)),
+    # ------------------------------------------------------------- losses
+    M("info_nce_ignores_temperature", "s3l_core/losses.py",
+      "logits = F.normalize(query, dim=1) @ F.normalize(key, dim=1).T / temperature",
+      "logits = F.normalize(query, dim=1) @ F.normalize(key, dim=1).T",
+      ("tests/s3l_core/test_losses.py",)),
+    M("byol_gradient_into_target", "s3l_core/losses.py",
+      "F.cosine_similarity(prediction, target.detach(), dim=1)",
+      "F.cosine_similarity(prediction, target, dim=1)",
+      ("tests/s3l_core/test_losses.py",)),
+    M("moco_queue_not_normalised", "s3l_core/losses.py",
+      "negative = q @ F.normalize(queue.detach(), dim=1).T",
+      "negative = q @ queue.detach().T",
+      ("tests/s3l_core/test_losses.py",)),
+    # ------------------------------------------------------------- methods
+    M("moco_keys_left_shuffled", "s3l_core/methods.py",
+      "return keys[torch.argsort(shuffle)]",
+      "return keys",
+      ("tests/s3l_core/test_methods.py",)),
+    M("moco_queue_never_updated", "s3l_core/methods.py",
+      "        self._enqueue(torch.cat([k1, k2]))\n",
+      "",
+      ("tests/s3l_core/test_methods.py",)),
+    M("ema_momentum_inverted", "s3l_core/methods.py",
+      "list(online.parameters()), 1.0 - momentum)",
+      "list(online.parameters()), momentum)",
+      ("tests/s3l_core/test_methods.py",)),
+    M("simsiam_positives_not_crossed", "s3l_core/methods.py",
+      "return (simsiam_loss(p1, z2) + simsiam_loss(p2, z1)) / 2",
+      "return (simsiam_loss(p1, z1) + simsiam_loss(p2, z2)) / 2",
+      ("tests/s3l_core/test_methods.py",)),
+    # ------------------------------------------------------------- views
+    M("both_views_same_augmentation", "s3l_core/views.py",
+      "second = _augment(x, resolution, preset, 1, generator)",
+      "second = first.clone()",
+      ("tests/s3l_core/test_views.py",)),
+    M("views_not_normalised", "s3l_core/views.py",
+      "return (x - mean.to(x).view(shape)) / std.to(x).view(shape)",
+      "return x",
+      ("tests/s3l_core/test_views.py",)),
+    # ------------------------------------------------------------- evaluation
+    M("knn_votes_unweighted", "s3l_core/evaluate.py",
+      "weights = (top_sims / temperature).exp()",
+      "weights = torch.ones_like(top_sims)",
+      ("tests/s3l_core/test_evaluate.py",)),
+    M("features_not_normalised", "s3l_core/evaluate.py",
+      "return F.normalize(torch.cat(chunks), dim=1)",
+      "return torch.cat(chunks)",
+      ("tests/s3l_core/test_evaluate.py",)),
+    M("test_number_reaches_ray", "sweeper/trainable.py",
+      'keys = ("knn_val_top1", "knn_top1_best",',
+      'keys = ("knn_top1", "knn_top1_best",',
+      ("tests/sweeper/test_trainable.py",)),
+    # ------------------------------------------------------------- store and atomic writes
+    M("write_without_fsync", "s3l_core/atomic.py",
+      "            os.fsync(handle.fileno())\n",
+      "",
+      ("tests/s3l_core/test_atomic.py",)),
+    M("damaged_digest_ignored", "s3l_core/checkpoint.py",
+      "    if actual != expected:\n",
+      "    if False:\n",
+      ("tests/s3l_core/test_checkpoint.py",)),
+    M("wrong_shaped_record_used", "sweeper/store.py",
+      "            return None  # like a damaged record: the trial runs again",
+      "            return record",
+      ("tests/sweeper/test_store.py",)),
+    M("trial_id_hashes_the_device", "sweeper/store.py",
+      'UNHASHED_KEYS = ("device", "data_dir", "download", "compile")',
+      'UNHASHED_KEYS = ("data_dir", "download", "compile")',
+      ("tests/sweeper/test_store.py",)),
+    M("record_write_not_atomic", "sweeper/store.py",
+      "    write_atomic(path, json.dumps(value, indent=1, sort_keys=True, default=str, allow_nan=True))",
+      "    path.parent.mkdir(parents=True, exist_ok=True)\n    path.write_text(json.dumps(value, indent=1, sort_keys=True, default=str, allow_nan=True))",
+      ("tests/sweeper/test_store.py",)),
+    # ------------------------------------------------------------- report
+    M("pareto_front_keeps_dominated_points", "sweeper/report/pareto.py",
+      "gt = (points[None, :, :] > block).any(axis=2)",
+      "gt = (points[None, :, :] > block).all(axis=2)",
+      ("tests/sweeper/report/test_report_pareto.py",)),
+    M("file_set_forgets_stale_files", "s3l_core/atomic.py",
+      "    for name in before - set(files):\n        (folder / name).unlink(missing_ok=True)",
+      "    for name in ():\n        (folder / name).unlink(missing_ok=True)",
+      ("tests/s3l_core/test_atomic.py", "tests/sweeper/report/test_report_write.py")),
+)
+
+
+def scratch_copy(destination: Path) -> None:
+    """Copy the working tree's tracked and untracked-not-ignored files (uncommitted edits included)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def apply(mutation: Mutation, root: Path) -> str:
+    """Write the mutated file; return the original text. Raise unless the old text occurs once."""
+    path = root / mutation.file
+    original = path.read_text()
+    count = original.count(mutation.old)
+    if count != 1:
+        raise SystemExit(f"mutation {mutation.name}: old text occurs {count} times in {mutation.file} (expected once); update the mutation")
+    path.write_text(original.replace(mutation.old, mutation.new))
+    return original
+
+
+def run_tests(tests: tuple[str, ...], root: Path, timeout_s: float) -> tuple[bool, str]:
+    """(whether a test failed, last lines of pytest's output), with `root` first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider", *tests]
+    try:
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return True, "timed out (counted as caught: the suite would not pass)"
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+    if done.returncode not in (0, 1):  # 2-5: collection or usage errors are no evidence of a catch
+        raise SystemExit(f"pytest exited {done.returncode} for {tests}:\n{done.stdout}\n{done.stderr}")
+    return done.returncode == 1, tail
+
+
+def check_imports_come_from(root: Path) -> None:
+    """The editable install must not shadow the scratch copy."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    where = subprocess.run([sys.executable, "-c", "import s3l_core, sweeper; print(s3l_core.__file__, sweeper.__file__)"],
+                           cwd=root, env=env, check=True, capture_output=True, text=True).stdout.split()
+    if not all(Path(w).resolve().is_relative_to(root.resolve()) for w in where):
+        raise SystemExit(f"the scratch copy is shadowed: imports come from {where}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutation")
+    parser.add_argument("--baseline", action="store_true", help="first run every named test file unmutated (must pass)")
+    args = parser.parse_args()
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    unknown = set(args.names) - {m.name for m in MUTATIONS}
+    if unknown:
+        raise SystemExit(f"unknown mutations: {sorted(unknown)}")
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}: {m.file}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="s3l-mutate-") as scratch:
+        root = Path(scratch)
+        scratch_copy(root)
+        check_imports_come_from(root)
+        if args.baseline:
+            tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+            failed, tail = run_tests(tests, root, args.timeout)
+            if failed:
+                raise SystemExit(f"the unmutated tests fail; fix that first:\n{tail}")
+        rows = []
+        for mutation in chosen:
+            original = apply(mutation, root)
+            started = time.monotonic()
+            try:
+                caught, tail = run_tests(mutation.tests, root, args.timeout)
+            finally:
+                (root / mutation.file).write_text(original)
+            rows.append((mutation.name, mutation.file, " ".join(Path(t).name for t in mutation.tests), "yes" if caught else "NO", f"{time.monotonic() - started:.0f}"))
+            failing = next((line for line in tail.splitlines() if line.startswith("FAILED")), tail.splitlines()[-1] if tail else "")
+            print(f"{mutation.name}: {'caught' if caught else 'NOT CAUGHT'} ({failing[:160]})", file=sys.stderr, flush=True)
+    print("| mutation | file | tests run | caught | seconds |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    missed = [row[0] for row in rows if row[3] != "yes"]
+    print(f"\n{len(rows) - len(missed)} of {len(rows)} caught" + (f"; not caught: {', '.join(missed)}" if missed else ""))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
