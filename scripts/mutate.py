@@ -39,6 +39,8 @@ class Mutation:
 
 
 M = Mutation
+WRITE = "tests/sweeper/report/test_report_write.py"
+CORRUPT_NOTE = "test_a_corrupt_checkpoint_restart_is_a_banner_and_a_note_in_the_trials_table"
 MUTATIONS: tuple[Mutation, ...] = (
     # ------------------------------------------------------------- the table
     M("simclr_view1_twice", "s3l_core/methods.py",
@@ -64,15 +66,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("html_attribute_quote_false", "sweeper/report/page.py",
       "html.escape(\"\" if value is None else str(value), quote=True)",
       "html.escape(\"\" if value is None else str(value), quote=False)",
-      ("tests/sweeper/report/test_report_write.py",)),
+      (f"{WRITE}::test_an_attribute_injection_payload_stays_inside_its_attribute",)),
     M("corrupt_checkpoint_banner_removed", "sweeper/report/build.py",
       'restarted = int(df["resumed_from_corrupt"].sum()) if len(df) else 0',
       "restarted = 0",
-      ("tests/sweeper/report/test_report_write.py",)),
+      (f"{WRITE}::{CORRUPT_NOTE}",)),
     M("corrupt_checkpoint_note_removed", "sweeper/report/build.py",
       'view["note"] = np.where(view["resumed_from_corrupt"], "restarted: corrupt checkpoint", "")',
       'view["note"] = ""',
-      ("tests/sweeper/report/test_report_write.py",)),
+      (f"{WRITE}::{CORRUPT_NOTE}",)),
     M("resume_ignores_earlier_runs_checkpoints", "sweeper/trainable.py",
       "candidates.extend(store.latest_checkpoint_dirs(tid))",
       "pass",
@@ -137,7 +139,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("write_without_fsync", "s3l_core/atomic.py",
       "            os.fsync(handle.fileno())\n",
       "",
-      ("tests/s3l_core/test_atomic.py",)),
+      ("tests/s3l_core/test_atomic.py", "tests/sweeper/test_store.py")),
     M("damaged_digest_ignored", "s3l_core/checkpoint.py",
       "    if actual != expected:\n",
       "    if False:\n",
@@ -162,7 +164,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("file_set_forgets_stale_files", "s3l_core/atomic.py",
       "    for name in before - set(files):\n        (folder / name).unlink(missing_ok=True)",
       "    for name in ():\n        (folder / name).unlink(missing_ok=True)",
-      ("tests/s3l_core/test_atomic.py", "tests/sweeper/report/test_report_write.py")),
+      ("tests/s3l_core/test_atomic.py", f"{WRITE}::test_stale_figures_are_removed_and_rewrite_is_clean")),
+    M("shell_command_line", "sweeper/provenance.py",
+      'subprocess.run(["git", *args],',
+      'subprocess.run(["sh", "-c", " ".join(["git", *args])],',
+      ("tests/sweeper/test_project_files.py::test_no_study_value_reaches_a_shell",)),
+    M("report_write_not_atomic", "s3l_core/atomic.py",
+      "        write_atomic(folder / name, data)\n",
+      "        (folder / name).write_bytes(data)\n",
+      (f"{WRITE}::test_a_report_that_fails_to_sync_or_rename_keeps_the_old_report",)),
 )
 
 
@@ -244,11 +254,13 @@ def main() -> int:
                 caught, tail = run_tests(mutation.tests, root, args.timeout)
             finally:
                 (root / mutation.file).write_text(original)
-            rows.append((mutation.name, mutation.file, " ".join(Path(t).name for t in mutation.tests), "yes" if caught else "NO", f"{time.monotonic() - started:.0f}"))
-            failing = next((line for line in tail.splitlines() if line.startswith("FAILED")), tail.splitlines()[-1] if tail else "")
-            print(f"{mutation.name}: {'caught' if caught else 'NOT CAUGHT'} ({failing[:160]})", file=sys.stderr, flush=True)
-    print("| mutation | file | tests run | caught | seconds |")
-    print("|---|---|---|---|---|")
+            failing = next((line for line in tail.splitlines() if line.startswith("FAILED")), "")
+            caught_by = failing.removeprefix("FAILED ").split(" - ")[0].split("/")[-1] if caught else ""
+            rows.append((mutation.name, mutation.file, " ".join(Path(t).name for t in mutation.tests), "yes" if caught else "NO",
+                         caught_by, f"{time.monotonic() - started:.0f}"))
+            print(f"{mutation.name}: {'caught by ' + caught_by if caught else 'NOT CAUGHT'} ({tail.splitlines()[-1] if tail else ''})", file=sys.stderr, flush=True)
+    print("| mutation | file | tests run | caught | caught by | seconds |")
+    print("|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     missed = [row[0] for row in rows if row[3] != "yes"]

@@ -52,3 +52,45 @@ def test_readme_quickstart_time_is_the_benchmarked_one():
     measured = re.search(r"## 5\. Quickstart wall time.*?Wall time \*\*(\d+) s\*\*", benchmarks, re.S).group(1)
     stated = re.search(r"quickstart study on an embedded local\s+Ray \(.*?: (\d+) s on 2 cores", readme, re.S).group(1)
     assert stated == measured
+
+
+SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "cmd", "cmd.exe", "powershell", "pwsh"}
+SHELL_CALLS = {"system", "popen", "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe",
+               "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "getoutput", "getstatusoutput"}  # fmt: skip
+
+
+def shell_uses(source: str) -> list[str]:
+    """Where Python source hands a command line to a shell: `shell=` anything but False,
+    os.system/popen/exec*/spawn*, subprocess.getoutput, or an argv such as ["sh", "-c", ...]."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                if keyword.arg == "shell" and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is False):
+                    found.append(f"line {node.lineno}: shell=")
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in SHELL_CALLS:
+                found.append(f"line {node.lineno}: {name}()")
+        if isinstance(node, (ast.List, ast.Tuple)):
+            words = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            if any(Path(w).name in SHELLS for w in words) and any(w.startswith("-") and "c" in w.lstrip("-") for w in words):
+                found.append(f"line {node.lineno}: {words[:3]}")
+    return found
+
+
+def test_the_shell_check_sees_every_way_into_a_shell():
+    for call in ('subprocess.run(cmd, shell=True)', 'os.system(cmd)', 'os.popen(cmd)', 'subprocess.run(["sh", "-c", cmd])',
+                 'subprocess.Popen(("/bin/bash", "-lc", cmd))', 'os.execvp("sh", ["sh", "-c", cmd])', 'subprocess.getoutput(cmd)'):
+        assert shell_uses(call), call
+    assert not shell_uses('subprocess.run(["git", "rev-parse", "HEAD"], check=True)')
+    assert not shell_uses('subprocess.run(["git", "log"], shell=False)')
+
+
+def test_no_study_value_reaches_a_shell():
+    """Study values (names, paths, knob values) reach subprocesses only as argv items, never a
+    command line a shell parses."""
+    for package in ("sweeper", "s3l_core"):
+        for source in (REPO / package).rglob("*.py"):
+            assert not shell_uses(source.read_text()), (source, shell_uses(source.read_text()))

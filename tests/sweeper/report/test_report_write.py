@@ -253,3 +253,68 @@ def test_a_random_search_gets_fitted_trends_in_the_s3l_check(tmp_path):
     assert "fig_s3l_trend.png" in page.images and "fig_s3l.png" not in page.images
     assert "Verdict (fitted trends): width 0.25x fails" in words
     assert "Fitted trend over 36 trials, width from width 1x down to width 0.25x:" in words
+
+
+class AttributeParser(HTMLParser):
+    """Every (tag, attribute, value) of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.attributes: list[tuple[str, str, str | None]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.attributes.extend((tag, name, value) for name, value in attrs)
+
+
+def test_an_attribute_injection_payload_stays_inside_its_attribute(make_store, tmp_path):
+    """A failed trial's error is shown in full in a title attribute: a `"` in it must not end the
+    attribute and add an event handler."""
+    payload = 'x" onmouseover="alert(1)" data-x="'
+    store = make_store(20, failed=0.3)
+    results = pd.read_parquet(store / "results.parquet")
+    results.loc[results.index[results["status"] == "failed"][0], "error"] = payload
+    results.to_parquet(store / "results.parquet")
+    index, _, text = build(store, tmp_path)
+    parser = AttributeParser()
+    parser.feed(text)
+    assert not [a for a in parser.attributes if a[1].startswith("on")]
+    assert ("td", "title", payload) in parser.attributes
+
+
+def test_a_corrupt_checkpoint_restart_is_a_banner_and_a_note_in_the_trials_table(make_store, tmp_path):
+    store = make_store(20, failed=0.0)
+    results = pd.read_parquet(store / "results.parquet")
+    results["resumed_from_corrupt"] = False
+    results.to_parquet(store / "results.parquet")
+    _, page, _ = build(store, tmp_path)
+    words = "".join(page.text)
+    assert "because a checkpoint was corrupt" not in words and "restarted: corrupt checkpoint" not in words
+    results.loc[results.index[0], "resumed_from_corrupt"] = True
+    results.to_parquet(store / "results.parquet")
+    _, page, _ = build(store, tmp_path)
+    words = "".join(page.text)
+    assert "Note: 1 trial restarted from scratch because a checkpoint was corrupt" in words
+    assert words.count("restarted: corrupt checkpoint") == 1
+
+
+@pytest.mark.parametrize("fault", ["fsync", "replace"])
+def test_a_report_that_fails_to_sync_or_rename_keeps_the_old_report(make_store, tmp_path, monkeypatch, fault: str):
+    import errno
+    import os
+
+    store = make_store(12, failed=0.0)
+    index, _, before = build(store, tmp_path)
+    old_files = {p.name: p.read_bytes() for p in index.parent.iterdir()}
+    results = pd.read_parquet(store / "results.parquet")
+    results.loc[results.index[0], "error"] = "changed"
+    results.loc[results.index[0], "status"] = "failed"
+    results.to_parquet(store / "results.parquet")
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, fault, full_disk)
+    with pytest.raises(OSError):
+        write_report(store, index.parent)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in index.parent.iterdir()} == old_files
