@@ -4,7 +4,7 @@
 #
 #   bash bench/gpu.sh [STEP ...]              on the GPU host (any working directory)
 #   bash bench/gpu.sh --cpu-smoke [STEP ...]  every step with tiny settings on the CPU
-# STEP: throughput packing compile fmnist (default: all four, in that order).
+# STEP: tests throughput packing compile fmnist (default: all five, in that order).
 #
 # Needs PyTorch + torchvision on the host. Ray and Optuna come from .device/install.sh when
 # present (Ray 2.60 and Optuna wheels installed into /tmp/site: docs/BENCHMARKS.md, "Preparing
@@ -12,6 +12,7 @@
 # (copy them from /usr/share/datasets/fashion-mnist/); without them that step is skipped.
 #
 # Steps, each under `timeout`, inside a total budget (GPU_BENCH_BUDGET_S, default 465 s):
+#   0. the CUDA-only tests: python -m pytest -m gpu -q (bf16, channels_last, generators, memory)
 #   1. throughput, eager: ResNet-18 w1.0 at 16/32/64 px, s3l_core / trainer / peer / model
 #   2. packing: 1, 2, 4, 8 concurrent 16 px trials through Ray fractional GPUs
 #   3. throughput, torch.compile: s3l_core and model-only at 16/32 px (compile time apart)
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.."
 smoke=0
 if [ "${1:-}" = "--cpu-smoke" ]; then smoke=1; shift; fi
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(throughput packing compile fmnist)
+[ ${#steps[@]} -eq 0 ] && steps=(tests throughput packing compile fmnist)
 wanted() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 
 if [ -f .device/install.sh ]; then
@@ -81,6 +82,7 @@ if [ $smoke = 1 ]; then
   wanted packing && step packing 120 "$PY" -m bench packing --cpu-smoke --json "$out/packing.json"
   wanted compile && step throughput-compile 300 "$PY" -m bench throughput "${tp[@]}" --resolutions 8 --compile --pipelines s3l model --json "$out/throughput_compile.json"
 else
+  wanted tests && step gpu-tests 90 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests/s3l_core/test_gpu.py
   wanted throughput && step throughput-eager 150 "$PY" -m bench throughput --device cuda --resolutions 16 32 64 --width 1.0 \
     --batch 512 --steps 50 --warmup 10 --json "$out/throughput_eager.json"
   wanted packing && step packing 120 "$PY" -m bench packing --counts 1 2 4 8 --resolution 16 --width 1.0 --batch 512 \
