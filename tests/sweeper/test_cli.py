@@ -119,3 +119,31 @@ def test_status_of_a_killed_drivers_study_is_not_running(tmp_path: Path, capsys)
     assert main(["status", str(root)]) == 0
     out = capsys.readouterr().out
     assert "state running," not in out and "not running" in out and "run` again" in out
+
+
+@pytest.mark.xfail(strict=True, reason="bug (issue 14): `run` starts Ray (capacity check, connect) before it takes the "
+                                       "store's lock and checks the store is writable")
+@pytest.mark.parametrize("refusal", ["unwritable store", "store in use"])
+def test_a_refused_run_is_one_line_and_starts_nothing(tmp_path: Path, capsys, monkeypatch, refusal: str):
+    """README: an unwritable or locked store is one line, exit 2, nothing started. Ray's start is
+    replaced by a spy that refuses, so this test never starts Ray itself."""
+    import ray
+
+    from sweeper.store import Store
+
+    starts: list[dict] = []
+
+    def no_ray(*args, **kwargs):
+        starts.append(kwargs)
+        raise RuntimeError("test: Ray must not start for a refused run")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    if refusal == "unwritable store":
+        path = write_study(tmp_path, name="nowhere", storage="/proc/s3l-runs")
+        assert main(["run", str(path), "--no-report"]) == 2
+    else:
+        path = write_study(tmp_path, name="busy")
+        with Store(tmp_path / "runs" / "busy").lock():
+            assert main(["run", str(path), "--no-report"]) == 2
+    assert starts == [] and not ray.is_initialized()
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
