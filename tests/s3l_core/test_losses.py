@@ -109,3 +109,22 @@ def test_losses_run_in_float32_under_autocast() -> None:
         loss = nt_xent(a.bfloat16(), b.bfloat16(), 0.2)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, nt_xent(a.bfloat16().float(), b.bfloat16().float(), 0.2))
+
+
+def test_info_nce_matches_the_definition_at_its_temperature() -> None:
+    a, b = pairs()
+    for t in (0.1, 0.5):
+        logits = torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T / t
+        expected = -(logits.diag() - torch.logsumexp(logits, dim=1)).mean()
+        torch.testing.assert_close(info_nce(a, b, t), expected)
+
+
+@pytest.mark.parametrize("name", ["info_nce", "nt_xent", "moco_infonce"])
+def test_contrastive_losses_ignore_the_scale_of_embeddings_queue_included(name: str) -> None:
+    """Cosine similarities: scaling queries, keys or the queue changes nothing (a queue of
+    unnormalised keys would weight negatives by their norm)."""
+    a, b = pairs()
+    loss = PAIR_LOSSES[name]
+    torch.testing.assert_close(loss(3 * a, 0.5 * b), loss(a, b))
+    if name == "moco_infonce":
+        torch.testing.assert_close(moco_infonce(a, b, 5 * QUEUE, 0.2), moco_infonce(a, b, QUEUE, 0.2))
