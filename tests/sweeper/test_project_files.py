@@ -94,3 +94,16 @@ def test_no_study_value_reaches_a_shell():
     for package in ("sweeper", "s3l_core"):
         for source in (REPO / package).rglob("*.py"):
             assert not shell_uses(source.read_text()), (source, shell_uses(source.read_text()))
+
+
+def test_every_test_the_guarantees_table_names_exists():
+    """A renamed or deleted test must not leave a README guarantee pointing at nothing."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Guarantees", 1)[1].split("\n\n`bash bench/faults.sh`", 1)[0]
+    named = re.findall(r"`([\w/]+\.py)(?:::(\w+))?`", table)
+    assert len(named) >= 20
+    for path, test in named:
+        source = REPO / path if path.startswith("tests/") else REPO / "tests" / "sweeper" / path
+        assert source.is_file(), path
+        if test:
+            assert re.search(rf"^def {test}\(", source.read_text(), re.MULTILINE), f"{path}::{test}"
