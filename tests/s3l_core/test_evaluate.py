@@ -60,3 +60,15 @@ def test_effective_rank_sees_collapse():
     collapsed = F.normalize(torch.randn(1, 32, generator=generator).repeat(500, 1) + 1e-3 * torch.randn(500, 32, generator=generator), dim=1)
     assert effective_rank(spread) > 25
     assert effective_rank(collapsed) < 2
+
+
+def test_extracted_features_are_unit_vectors_whatever_the_encoders_scale():
+    """knn_top1 and the feature bank assume cosine similarity: features must be L2-normalised."""
+    from s3l_core.evaluate import extract_features, pixel_features
+
+    images = torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std, cpu = torch.tensor([0.5]), torch.tensor([0.25]), torch.device("cpu")
+    for features in (extract_features(lambda x: 7.0 * x.flatten(1), images, 8, mean, std, cpu, batch_size=3),
+                     pixel_features(images, 8, mean, std, cpu)):
+        assert features.shape == (10, 64) and features.dtype == torch.float32
+        torch.testing.assert_close(features.norm(dim=1), torch.ones(10))
