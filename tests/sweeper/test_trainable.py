@@ -129,3 +129,21 @@ def test_a_corrupt_checkpoint_starts_from_scratch_and_the_record_says_so(fake_tr
     assert calls["train"] == [None]
     assert store.read_record(tid)["resumed_from_corrupt"] is True
     assert any("starting from scratch" in r.getMessage() and tid in r.getMessage() for r in caplog.records)
+
+
+def test_the_newest_checkpoint_of_all_earlier_runs_is_the_one_resumed(fake_trial):
+    """Attempt names do not order checkpoints (Ray restarts its numbering): time written does."""
+    import os
+
+    import torch
+
+    from s3l_core.checkpoint import CHECKPOINT_NAME, save_checkpoint
+    from sweeper.trainable import run_trial
+
+    context, point, tid, store, calls = fake_trial
+    for attempt, epoch, written in [("attempt-b", 1, 1_000), ("attempt-a", 3, 2_000), ("attempt-c", 2, 1_500)]:
+        directory = store.ray_dir / attempt / tid / "checkpoint_000000"
+        save_checkpoint({"epoch": epoch, "model": {"w": torch.ones(3)}}, directory / CHECKPOINT_NAME)
+        os.utime(directory, (written, written))
+    run_trial({"point": point}, context)
+    assert [state["epoch"] for state in calls["train"]] == [3]
