@@ -20,25 +20,13 @@ def test_trials_a_killed_driver_left_running_in_optuna_are_marked_failed(tmp_pat
     _fail_abandoned_optuna_trials(storage, "not-created-yet")  # first run: nothing to do, no error
 
 
-def test_a_run_launches_only_the_trials_the_store_lacks(tmp_path: Path, monkeypatch):
-    """run_study with Ray's connection and Tuner faked: finished trials are reused; failed,
-    stopped, budget-skipped and missing ones are launched again."""
+def run_with_fake_ray(study, monkeypatch) -> tuple[object, list[dict]]:
+    """run_study with Ray's connection and Tuner faked: (its summary, the points it launched)."""
     import pandas as pd
     import ray
 
     import sweeper.runner as runner
-    from sweeper.plan import unique_points
-    from sweeper.store import Store, store_root
-    from sweeper.study import load_study
-    from sweeper.trainable import new_record, trial_config_for
-    from tests.sweeper.conftest import write_study
 
-    study = load_study(write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1]))
-    root = store_root(study)
-    store, context = Store(root), runner._context(study, root)
-    points = unique_points(study)
-    for point, status in zip(points, ["finished", "finished", "failed", "stopped", "skipped_budget"]):  # the sixth has no record
-        store.write_record(new_record(point, trial_config_for(context, point), context, status))
     launched: list[dict] = []
 
     class FakeTuner:
@@ -55,6 +43,44 @@ def test_a_run_launches_only_the_trials_the_store_lacks(tmp_path: Path, monkeypa
     monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(param_space))
     monkeypatch.setattr(runner, "_finish", lambda store, state, report_dir: pd.DataFrame())
     summary = runner.run_study(study, report=False)
+    assert not ray.is_initialized()
+    return summary, launched
+
+
+def write_records(study, statuses: list[str]) -> list[dict]:
+    """A record per status for the study's first points, in order; the study's points."""
+    import sweeper.runner as runner
+    from sweeper.plan import unique_points
+    from sweeper.store import Store, store_root
+    from sweeper.trainable import new_record, trial_config_for
+
+    root = store_root(study)
+    store, context = Store(root), runner._context(study, root)
+    points = unique_points(study)
+    for point, status in zip(points, statuses):
+        store.write_record(new_record(point, trial_config_for(context, point), context, status))
+    return points
+
+
+def test_a_run_launches_only_the_trials_the_store_lacks(tmp_path: Path, monkeypatch):
+    """Finished trials are reused; failed, stopped, budget-skipped and missing ones are launched again."""
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import write_study
+
+    study = load_study(write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1]))
+    points = write_records(study, ["finished", "finished", "failed", "stopped", "skipped_budget"])  # the sixth has no record
+    summary, launched = run_with_fake_ray(study, monkeypatch)
     assert (summary.total, summary.reused, summary.launched) == (6, 2, 4)
     assert sorted(map(str, launched)) == sorted(map(str, points[2:]))
-    assert not ray.is_initialized()
+
+
+def test_a_study_grown_by_a_seed_runs_only_the_new_seeds_trials(tmp_path: Path, monkeypatch):
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import write_study
+
+    small = load_study(write_study(tmp_path, grid=[8, 12], seeds=[0]))
+    write_records(small, ["finished", "finished"])
+    grown = load_study(write_study(tmp_path, grid=[8, 12], seeds=[0, 1]))
+    summary, launched = run_with_fake_ray(grown, monkeypatch)
+    assert (summary.total, summary.reused, summary.launched) == (4, 2, 2)
+    assert sorted((p["resolution"], p["seed"]) for p in launched) == [(8, 1), (12, 1)]
