@@ -6,16 +6,18 @@ config); points whose id has a finished record in the store are never launched a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
 import socket
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import ray
@@ -306,12 +308,9 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
     root = store_root(study, storage)
     store = Store(root)
     report_dir = (Path(study.report) / study.name).absolute() if report else None  # not resolved: a symlink is refused
-    connect(cluster_address(study, address))
-    check_capacity(study)  # before the store exists: a refused study leaves nothing behind
-    with store.lock():
-        check_writable(root, "the study store")  # before hours of training, not after
-        if report_dir is not None:
-            check_writable(report_dir, "the report folder")
+    with claimed_store(store, report_dir):  # a locked or unwritable store is refused before Ray starts
+        connect(cluster_address(study, address))
+        check_capacity(study)
         write_atomic(root / "study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
         write_json(root / "provenance.json", provenance(ray.cluster_resources()))
         context = _context(study, root)
@@ -439,6 +438,42 @@ def _write_state(root: Path, state: str) -> None:
                 handle.write(json.dumps(value))
         except OSError as exc:
             log.warning("could not record state %r in %s: %s", state, root, exc.strerror)
+
+
+@contextlib.contextmanager
+def claimed_store(store: Store, report_dir: Path | None) -> Iterator[None]:
+    """Hold the study's lock with the store and report folder checked writable (before hours of
+    training, and before Ray starts). A run refused inside leaves no folder behind that it made."""
+    made = [top for top in (_first_missing(store.root), report_dir and _first_missing(report_dir)) if top is not None]
+    try:
+        with store.lock():
+            check_writable(store.root, "the study store")
+            if report_dir is not None:
+                check_writable(report_dir, "the report folder")
+            yield
+    except BaseException:
+        for top in made:
+            _remove_if_only_the_lock(top)
+        raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what a mkdir -p would create)."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return missing
+        missing = candidate
+    return missing
+
+
+def _remove_if_only_the_lock(top: Path) -> None:
+    """Remove `top` if all it holds are empty folders and the store's `.lock` (what a refused run made)."""
+    if not top.is_dir() or top.is_symlink():
+        return
+    files = [f for f in top.rglob("*") if not f.is_dir()]
+    if all(f.name == ".lock" for f in files):
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def check_writable(directory: Path, what: str) -> None:

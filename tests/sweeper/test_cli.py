@@ -121,8 +121,6 @@ def test_status_of_a_killed_drivers_study_is_not_running(tmp_path: Path, capsys)
     assert "state running," not in out and "not running" in out and "run` again" in out
 
 
-@pytest.mark.xfail(strict=True, reason="bug (issue 14): `run` starts Ray (capacity check, connect) before it takes the "
-                                       "store's lock and checks the store is writable")
 @pytest.mark.parametrize("refusal", ["unwritable store", "store in use"])
 def test_a_refused_run_is_one_line_and_starts_nothing(tmp_path: Path, capsys, monkeypatch, refusal: str):
     """README: an unwritable or locked store is one line, exit 2, nothing started. Ray's start is
