@@ -37,16 +37,22 @@ def test_parameter_columns_name_every_knob(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_run_shows_knob_columns_store_ids_and_a_study_line(tmp_path: Path, local_ray, capsys):
-    from sweeper.runner import run_study
-    from sweeper.store import Store
+def test_a_run_shows_knob_columns_store_ids_and_a_study_line(tmp_path: Path):
+    """As a user sees it: `python -m sweeper run` in a process of its own (a run inside this test
+    process would inherit what earlier tests left in Ray Tune's module state)."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
 
-    study = load_study(write_study(tmp_path, grid=[8, 12]))
-    summary = run_study(study, report=False)
-    assert summary.finished == 2
-    out = capsys.readouterr()
-    text = out.out + out.err
+    from sweeper.store import Store, store_root
+
+    path = write_study(tmp_path, grid=[8, 12])
+    done = subprocess.run([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = done.stdout + done.stderr
+    summary = SimpleNamespace(store=store_root(load_study(path)))
     ids = sorted(r["trial_id"] for r in Store(summary.store).records())
+    assert len(ids) == 2
     header = next(line for line in text.splitlines() if line.startswith("| Trial name"))
     assert re.search(r"\|\s+resolution\s+\|", header), header  # the knob by name, not point/resolution
     for tid in ids:
