@@ -120,7 +120,7 @@ class Evaluator:
         seed, so a process that runs many trials (a reused Ray actor) computes them once.
         """
         c, e, s = self.config, self.config.eval, self.splits
-        key = (c.dataset, c.data_dir, c.image_size, c.backbone, self.stem, self.resolution, c.seed, e.knn_k, e.knn_temperature, e.val_fraction, self.device.type)
+        key = (c.dataset, c.data_dir, c.image_size, c.backbone, self.stem, self.resolution, c.seed, e.knn_k, e.knn_temperature, e.val_fraction, e.bn_recalibrate, self.device.type)
         if key not in _FLOOR_CACHE:
             pixels = lambda images: pixel_features(images, self.resolution, self.mean, self.std, self.device)  # noqa: E731
             pixel_bank = pixels(s.bank_images)
@@ -129,6 +129,7 @@ class Evaluator:
             torch.manual_seed(c.seed)
             b = c.backbone
             random_encoder = build_resnet(b.depth, b.width, b.stages, self.channels, self.stem).to(self.device).eval()
+            random_encoder, _ = self.prepared(random_encoder)  # evaluated as the trained encoder is (BN recalibration)
             bank = self._features(random_encoder, s.bank_images)
             val_random, _ = self._knn(bank, self._features(random_encoder, s.val_images), s.val_labels)
             test_random, _ = self._knn(bank, self._features(random_encoder, s.test_images), s.test_labels)
