@@ -44,8 +44,11 @@ class ConvInputs:
 
     def __enter__(self):
         def hook(module, inputs, output):
-            if isinstance(module, torch.nn.Conv2d) and module.training:
-                x = inputs[0]
+            if not (isinstance(module, torch.nn.Conv2d) and module.training):
+                return
+            x = inputs[0]
+            # the FLOP counter's forward runs on the meta device, where autocast does not apply
+            if x.device.type == "cuda":
                 if x.shape[1] > 1:  # a one-channel NCHW tensor is channels_last too: no evidence either way
                     self.seen.append((x.dtype, x.is_contiguous(memory_format=torch.channels_last), output.dtype))
 
