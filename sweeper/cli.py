@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sweeper.study import Study, StudyError, load_study
+from sweeper.study import load_study
+from sweeper.study_model import Study, StudyError
 
 EXIT_BAD_INPUT = 2
 

@@ -21,7 +21,7 @@ from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_tria
 from sweeper.results import schedule_label
 from sweeper.plan import is_sampled, pending_points, unique_points
 from sweeper.space import ENUMERATED, random_points
-from sweeper.study import Study
+from sweeper.study_model import Study
 
 MEAN_DRAWS = 256  # uniform draws averaged for an Optuna study's expected trial cost
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ray.tune import Callback, CLIReporter
 
-from sweeper.study import Study
+from sweeper.study_model import Study
 
 # Loggers whose warnings are Ray's housekeeping, not the user's problem (shown again with -v).
 QUIET_LOGGERS = (

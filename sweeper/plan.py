@@ -9,7 +9,7 @@ from typing import Any
 
 from sweeper.space import points as sweep_points
 from sweeper.store import trial_id
-from sweeper.study import Study
+from sweeper.study_model import Study
 
 
 def is_sampled(study: Study) -> bool:

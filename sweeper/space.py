@@ -19,7 +19,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sweeper.study import SpaceSpec, Study
+    from sweeper.study_model import SpaceSpec, Study
 
 Point = dict[str, Any]
 

@@ -30,7 +30,7 @@ from sweeper.cost_model import predicted_train_pflops
 from sweeper.live_view import quiet_worker
 from sweeper.space import from_ray_config
 from sweeper.store import Store, trial_id
-from sweeper.study import Study
+from sweeper.study_model import Study
 
 log = logging.getLogger("sweeper.trainable")
 

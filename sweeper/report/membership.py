@@ -33,7 +33,8 @@ def current_trial_ids(store_dir: Path) -> tuple[set[str] | None, str | None]:
     """(ids of the current study's trials, None) or (None, why they cannot be known)."""
     from sweeper.space import points
     from sweeper.store import Store, trial_id
-    from sweeper.study import StudyError, load_study
+    from sweeper.study import load_study
+    from sweeper.study_model import StudyError
 
     path = Path(store_dir) / "study.yaml"
     if not path.exists():

@@ -15,7 +15,8 @@ from sweeper.cli import main
 from sweeper.cost_model import GPU_RATES, predicted_cost
 from sweeper.estimate import cost_range
 from sweeper.plan import pending_points, unique_points
-from sweeper.study import StudyError, load_study
+from sweeper.study import load_study
+from sweeper.study_model import StudyError
 from tests.sweeper.conftest import write_study
 
 REPO = Path(__file__).resolve().parents[2]

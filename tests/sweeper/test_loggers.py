@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.study import StudyError, load_study
+from sweeper.study import load_study
+from sweeper.study_model import StudyError
 from tests.sweeper.conftest import write_study
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sweeper.space import from_ray_config, grid_points, points, random_points, to_ray_space
-from sweeper.study import Study, load_study
+from sweeper.study import load_study
+from sweeper.study_model import Study
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = [{"resolution": 14, "fraction": 0.8}, {"resolution": 28, "fraction": 0.2}]

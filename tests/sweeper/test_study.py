@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeper.study import Study, StudyError, StudyProblem, load_study
+from sweeper.study import load_study
+from sweeper.study_model import Study, StudyError
+from sweeper.study_yaml import StudyProblem
 
 REPO = Path(__file__).resolve().parents[2]
 MALFORMED = Path(__file__).parent / "malformed"
