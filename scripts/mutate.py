@@ -76,7 +76,7 @@ MUTATIONS: tuple[Mutation, ...] = (
       'view["note"] = ""',
       (f"{WRITE}::{CORRUPT_NOTE}",)),
     M("resume_ignores_earlier_runs_checkpoints", "sweeper/trainable.py",
-      "candidates.extend(store.latest_checkpoint_dirs(tid))",
+      "yield from store.checkpoint_copies(tid)",
       "pass",
       ("tests/sweeper/test_trainable.py",)),
     M("resume_from_the_oldest_checkpoint", "sweeper/store.py",

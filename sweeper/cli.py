@@ -34,6 +34,12 @@ class _VersionAction(argparse.Action):
 
 # Every command takes a study file or its store (runs/<name>, which holds the resolved study.yaml).
 TARGET_HELP = "study YAML file, or its store directory (runs/<name>)"
+STORE_TARGET_HELP = TARGET_HELP + " or store URI (s3://bucket/prefix/<name>)"
+
+
+def target_type(text: str) -> Path | str:
+    """A command's target: a local path, or an object-store URI kept as text (a Path would fold its //)."""
+    return text if "://" in text and not text.startswith("file://") else Path(text.removeprefix("file://"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,16 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip writing the HTML report at the end")
     run.add_argument("-v", "--verbose", action="store_true", help="show Ray's full output (its status tables, warnings and hints)")
     status = commands.add_parser("status", help="progress of a study from its store")
-    status.add_argument("target", type=Path, help=TARGET_HELP)
+    status.add_argument("target", type=target_type, help=STORE_TARGET_HELP)
     status.add_argument("--storage", help="override the study's storage directory")
     validate = commands.add_parser("validate", help="check study files; print every problem")
     validate.add_argument("studies", type=Path, nargs="+", help=TARGET_HELP + "; several at once")
     estimate = commands.add_parser("estimate", help="the trials and their predicted cost: PFLOPs, wall time and device-hours on this CPU and on GPUs")
     estimate.add_argument("study", type=Path, help=TARGET_HELP)
     report = commands.add_parser("report", help="(re)write the HTML report of a study store")
-    report.add_argument("store", type=Path, help=TARGET_HELP)
+    report.add_argument("store", type=target_type, help=STORE_TARGET_HELP)
     report.add_argument("--storage", help="override the study's storage directory (with a study file)")
-    report.add_argument("--out", type=Path, help="report directory (default: the study's report dir / name)")
+    report.add_argument("--out", type=target_type, help="report directory or URI (default: the study's report / name)")
     return parser
 
 
@@ -67,9 +73,9 @@ def study_file(target: Path) -> Path:
     return target / "study.yaml" if target.is_dir() and (target / "study.yaml").is_file() else target
 
 
-def store_of(target: Path, storage: str | None = None) -> Path:
-    """The store of a target: the directory itself, or where a study file's results go."""
-    if target.is_dir():
+def store_of(target: Path | str, storage: str | None = None) -> Path | str:
+    """The store of a target: the directory (or URI) itself, or where a study file's results go."""
+    if isinstance(target, str) or target.is_dir():
         return target
     from sweeper.store import store_root
 
@@ -123,10 +129,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def _dry_run(study: Study, storage: str | None) -> int:
     """What `run` would launch now: the study's trials less those finished in its store."""
     from sweeper.estimate import render_estimate
-    from sweeper.store import Store, store_root
+    from sweeper.store import StoreError, open_store, store_root
 
     root = store_root(study, storage)
-    finished = Store(root).finished_ids() if (root / "study.yaml").exists() else set()
+    try:
+        store = open_store(root)
+        finished = store.finished_ids() if store.has("study.yaml") else set()
+    except StoreError as exc:
+        raise UserFacingError(str(exc)) from None
     print(render_estimate(study, finished_ids=finished))
     if study.search.algorithm.startswith("optuna") and finished:
         print(f"{len(finished)} finished trials in {root} count toward num_samples")
@@ -151,33 +161,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (StoreError, ClusterError) as exc:
         raise UserFacingError(str(exc)) from None
     print(f"study {study.name}: {summary.finished} finished, {summary.failed} failed, {summary.reused} reused, {summary.launched} run now")
-    print(f"results: {summary.store / 'results.parquet'}")
+    print(f"results: {_shown(summary.store, 'results.parquet')}")
     if summary.report:
-        print(f"report:  {summary.report}")
+        print(f"report:  {_shown(summary.report)}")
     return 1 if summary.failed else 0
 
 
+def _shown(location: Path | str, name: str | None = None) -> str:
+    """A location (`<location>/<name>`) as the user reads it: a URI without its query, which may hold credentials."""
+    if isinstance(location, Path):
+        return str(location / name if name else location)
+    from sweeper.object_store import display_uri
+
+    return display_uri(location) + (f"/{name}" if name else "")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweeper.store import Store
+    from sweeper.store import StoreError, open_store
 
     root = args.target
-    if root.is_file():
-        from sweeper.plan import planned_trials
-        from sweeper.store import store_root
+    try:
+        if isinstance(root, Path) and root.is_file():
+            from sweeper.plan import planned_trials
+            from sweeper.store import store_root
 
-        study = _load(root)
-        root = store_root(study, args.storage)
-        if not (root / "study.yaml").exists():  # not run yet: nothing to read, nothing wrong
-            print(f"{root}: not run yet, 0 of {planned_trials(study)} trials finished")
-            return 0
-    if not (root / "study.yaml").exists():
-        raise UserFacingError(f"{root} is not a study store (no study.yaml); run the study first")
-    from sweeper.results import results_frame  # pandas: only once there is a store to read
+            study = _load(root)
+            root = store_root(study, args.storage)
+            store = open_store(root)
+            if not store.has("study.yaml"):  # not run yet: nothing to read, nothing wrong
+                print(f"{store.location}: not run yet, 0 of {planned_trials(study)} trials finished")
+                return 0
+        store = open_store(root)
+        if not store.has("study.yaml"):
+            raise UserFacingError(f"{store.location} is not a study store (no study.yaml); run the study first")
+        from sweeper.results import results_frame  # pandas: only once there is a store to read
 
-    store = Store(root)
-    results = results_frame(store.records())
+        results = results_frame(store.records())
+        state = store.state()
+    except StoreError as exc:
+        raise UserFacingError(str(exc)) from None
     counts = results["status"].value_counts().to_dict() if len(results) else {}
-    print(f"{root}: state {store.state()}, {len(results)} trial records: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"{store.location}: state {state}, {len(results)} trial records: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if len(results):
         columns = [c for c in ("trial_id", "status", "resolution_schedule", "backbone.width", "data_fraction", "epochs", "seed", "knn_top1", "train_pflops", "wall_s") if c in results]
         print(results[columns].to_string(index=False))
@@ -187,25 +211,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import yaml
 
-    from sweeper.report import write_report
-    from sweeper.results import write_tables
-    from sweeper.store import Store
-
-    store = store_of(args.store, args.storage)
-    if not (store / "study.yaml").exists():
-        raise UserFacingError(f"{store} is not a study store (no study.yaml); is it runs/<name>, and has the study run?")
-    write_tables(Store(store))  # from the trial records, so a running study's report is current
-    out = args.out
-    if out is None:
-        resolved = yaml.safe_load((store / "study.yaml").read_text())
-        out = Path(resolved.get("report", "reports/")) / resolved["name"]
     from s3l_core.atomic import UnsafeFolderError
+    from sweeper.claim import write_study_report
+    from sweeper.object_store import is_uri, join_uri
+    from sweeper.results import write_tables
+    from sweeper.store import StoreError, open_store
 
+    location = store_of(args.store, args.storage)
     try:
-        index = write_report(store.resolve(), out.absolute())  # absolute, not resolved: a symlinked folder is refused
-    except UnsafeFolderError as exc:
+        store = open_store(location.resolve() if isinstance(location, Path) else location)
+        if not store.has("study.yaml"):
+            raise UserFacingError(f"{store.location} is not a study store (no study.yaml); is it runs/<name>, and has the study run?")
+        write_tables(store)  # from the trial records, so a running study's report is current
+        out = args.out
+        if out is None:
+            resolved = yaml.safe_load(store.get_text("study.yaml") or "{}")
+            base = str(resolved.get("report", "reports/"))
+            out = join_uri(base, resolved["name"]) if is_uri(base) else Path(base) / resolved["name"]
+        index = write_study_report(store, out.absolute() if isinstance(out, Path) else out)  # absolute, not resolved: a symlinked folder is refused
+    except (UnsafeFolderError, StoreError) as exc:
         raise UserFacingError(str(exc)) from None
-    print(f"report: {index}")
+    print(f"report: {_shown(index if is_uri(index) else Path(index))}")
     return 0
 
 

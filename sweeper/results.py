@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from s3l_core.atomic import write_atomic
 from sweeper.store import Store
+
+if TYPE_CHECKING:
+    from sweeper.object_store import ObjectStore
 
 METRIC_COLUMNS = (
     "knn_top1", "knn_val_top1", "knn_top1_best", "linear_top1", "linear_val_top1", "finetune_top1", "finetune_val_top1",
@@ -82,12 +84,12 @@ def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def write_tables(store: Store) -> pd.DataFrame:
+def write_tables(store: "Store | ObjectStore") -> pd.DataFrame:
     """Rebuild the result tables from every record in the store, atomically; return results."""
     records = list(store.records())
     results = results_frame(records)
-    write_atomic(store.root / "results.parquet", _parquet_bytes(results))
-    write_atomic(store.root / "results.csv", results.to_csv(index=False))
-    write_atomic(store.root / "epochs.parquet", _parquet_bytes(epochs_frame(records)))
+    store.put("results.parquet", _parquet_bytes(results))  # each one file renamed into place, or one object
+    store.put("results.csv", results.to_csv(index=False))
+    store.put("epochs.parquet", _parquet_bytes(epochs_frame(records)))
     return results
 

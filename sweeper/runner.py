@@ -7,33 +7,30 @@ config); points whose id has a finished record in the store are never launched a
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
-import os
-import socket
-import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Union
 
 import pandas as pd
 import ray
 import yaml
 from ray import tune
 
-from s3l_core.atomic import write_atomic
+from sweeper.claim import claimed_store, report_location, store_fault, write_study_report
+from sweeper.cluster import ClusterError, _first_line, available_resources, check_capacity, cluster_address, connect  # noqa: F401 (the CLI imports them from here)
 from sweeper.cost_model import run_plan
 from sweeper.live_view import Eta, OptunaTrialTags, StudyReporter, eta_text, logger_callbacks, make_eta, quiet_ray, record_optuna_objectives, tensorboard_hint
-from sweeper.loopback import start_local_ray
 from sweeper.provenance import provenance
 from sweeper.results import write_tables
 from sweeper.space import points as sweep_points
 from sweeper.space import to_ray_space
-from sweeper.store import Store, StoreError, store_root, write_json
-from sweeper.study import Study
+from sweeper.object_store import DRIVER_FILES, ObjectStore, join_uri
+from sweeper.store import Location, Store, StoreError, open_store, store_root
+from sweeper.study_model import Study
 from sweeper.study_schema import selection_metric
 from sweeper.trainable import (
     BUDGET_LEDGER,
@@ -51,101 +48,22 @@ from sweeper.trainable import (
 log = logging.getLogger("sweeper")
 
 
+AnyStore = Union[Store, ObjectStore]
+
+
 @dataclass(frozen=True)
 class RunSummary:
-    store: Path
+    store: Location  # a local folder, or the object store's URI
     total: int
     reused: int
     launched: int
     finished: int
     failed: int
-    report: Path | None
+    report: Location | None
 
 
-EMBEDDED = "local"  # the address that means this process's own Ray, like no address at all
-CONNECT_TIMEOUT_S = 5.0
-# errno values that mean "the store cannot take more writes", not a bug
-STORE_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
-
-class ClusterError(RuntimeError):
-    """The Ray cluster to attach to cannot be reached or joined."""
-
-
-def cluster_address(study: Study, address: str | None) -> str | None:
-    """The cluster to attach to (`--address`, else RAY_ADDRESS, else cluster.address), or None
-    for an embedded Ray; `local` also means embedded."""
-    chosen = address or os.environ.get("RAY_ADDRESS") or study.cluster.address
-    return None if not chosen or chosen.strip() == EMBEDDED else chosen.strip()
-
-
-def connect(address: str | None) -> None:
-    """Attach to a cluster, or start an embedded Ray bound to loopback with no dashboard.
-
-    An unreachable address fails within seconds with one line (`ClusterError`), instead of
-    Ray's minutes of retries and its traceback.
-    """
-    if ray.is_initialized():
-        return
-    if not address:
-        start_local_ray(log_to_driver=True)
-        return
-    check_reachable(address)
-    try:
-        ray.init(address=address, log_to_driver=True)
-    except Exception as exc:  # noqa: BLE001 (Ray raises ConnectionError, RuntimeError, AuthenticationError ...)
-        raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}; {_connect_hint()}") from None
-
-
-def check_reachable(address: str) -> None:
-    """Raise `ClusterError` unless `HOST:PORT` (or `ray://HOST:PORT`) accepts a TCP connection."""
-    if address == "auto":
-        return  # Ray looks up the cluster this machine belongs to
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ClusterError(f"Ray address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT, auto or local")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ClusterError(f"cannot reach the Ray cluster at {address}: {reason}; check the host name and port, "
-                           "that `ray start --head` runs there, and that no firewall blocks the port") from None
-
-
-def _connect_hint() -> str:
-    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-        return ("a `ray start` cluster of Ray 2.60 uses token authentication: export RAY_AUTH_MODE=token and the "
-                "cluster's token (RAY_AUTH_TOKEN, or the file ~/.ray/auth_token from the head) here, then run again")
-    return "check that RAY_AUTH_TOKEN (or ~/.ray/auth_token) holds the head node's token and that this Ray version matches the cluster's"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
-
-
-def available_resources(address: str | None) -> dict[str, float]:
-    """What trials can use: the Ray this process is attached to (attaching if `address` is
-    given), or, for an embedded Ray not started yet, this machine's CPUs and GPUs."""
-    if address is None and not ray.is_initialized():
-        import torch
-
-        return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
-    connect(address)
-    return ray.cluster_resources()
-
-
-def check_capacity(study: Study) -> None:
-    """Refuse a study no node can ever place, instead of letting it wait forever."""
-    cluster = ray.cluster_resources()
-    need_gpu, need_cpu = study.resources.gpu, study.resources.cpu
-    if need_gpu > cluster.get("GPU", 0):
-        raise StoreError(f"each trial asks for {need_gpu:g} GPU but the Ray cluster has {cluster.get('GPU', 0):g} GPUs; set resources.gpu: 0 or attach to a GPU cluster")
-    if need_cpu > cluster.get("CPU", 0):
-        raise StoreError(f"each trial asks for {need_cpu:g} CPUs but the Ray cluster has {cluster.get('CPU', 0):g}")
-
-
-def _context(study: Study, root: Path) -> TrialContext:
+def _context(study: Study, root: Location) -> TrialContext:
     budget_metric, budget_limit = None, None
     if study.budget.gpu_hours is not None:
         budget_metric, budget_limit = "gpu_hours", study.budget.gpu_hours
@@ -159,7 +77,7 @@ class StudyProgress(tune.Callback):
     budget ledger (`budget.json`, read by each trial before it starts) and writes the study line
     that `StudyReporter` prints under each table."""
 
-    def __init__(self, store: Store, context: TrialContext, total: int, reused: int, eta: Eta | None = None):
+    def __init__(self, store: AnyStore, context: TrialContext, total: int, reused: int, eta: Eta | None = None):
         self.store, self.context = store, context
         self.total, self.done, self.failed = total, reused, 0
         self.eta = eta
@@ -192,7 +110,7 @@ class StudyProgress(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
         # A trial failing on a full or unwritable store would fail again on every retry: stop the run now.
-        check_writable(self.store.root, "the study store")
+        self.store.check_writable("the study store")
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.failed += 1
@@ -216,7 +134,7 @@ class StudyProgress(tune.Callback):
         self._write_ledger()
 
     def _write_ledger(self) -> None:
-        write_json(self.store.root / BUDGET_LEDGER, self.spent)
+        self.store.put_json(BUDGET_LEDGER, self.spent)
 
     def line(self) -> str:
         budget = ""
@@ -306,13 +224,13 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
     """Run what the study lacks; `verbose` shows Ray's full output (warnings, every result)."""
     quiet_ray(verbose)
     root = store_root(study, storage)
-    store = Store(root)
-    report_dir = (Path(study.report) / study.name).absolute() if report else None  # not resolved: a symlink is refused
-    with claimed_store(store, report_dir):  # a locked or unwritable store is refused before Ray starts
+    store = open_store(root)
+    report_dir = report_location(study) if report else None
+    with claimed_store(store, report_dir), driver_files(store) as driver_dir:  # a locked or unwritable store is refused before Ray starts
         connect(cluster_address(study, address))
         check_capacity(study)
-        write_atomic(root / "study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
-        write_json(root / "provenance.json", provenance(ray.cluster_resources()))
+        store.put("study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
+        store.put_json("provenance.json", provenance(ray.cluster_resources()))
         context = _context(study, root)
         finished = store.finished_ids()
 
@@ -325,23 +243,23 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
             total, reused = len(unique), len(unique) - len(pending)
         else:
             total, reused, pending = study.search.num_samples, min(len(finished), study.search.num_samples), []
-        searcher, param_space, num_samples = _searcher_and_samples(study, root, pending, reused)
+        searcher, param_space, num_samples = _searcher_and_samples(study, driver_dir, pending, reused)
         launched = len(pending) if searcher is None else num_samples
-        print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {root}", flush=True)
+        print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {store.location}", flush=True)
         if launched and "tensorboard" in study.loggers:
-            print(tensorboard_hint(store.ray_dir), flush=True)
+            print(tensorboard_hint(store.join("ray")), flush=True)
 
-        write_json(root / "state.json", {"state": "running", "since": _now()})
+        store.put_json("state.json", {"state": "running", "since": _now()})
         state = "crashed"
         try:
             if launched:
                 eta = make_eta(study, pending, lambda config: run_plan(trial_config_for(context, point_of(context, config))).rounds)
                 try:
-                    _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose).fit()
+                    _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose, driver_dir).fit()
                 finally:
                     if searcher is not None:  # optuna-dashboard shows the objectives by name
-                        record_optuna_objectives(study, _optuna_url(root))
-            check_writable(root, "the study store")  # trials that met a full disk failed: say why
+                        record_optuna_objectives(study, _optuna_url(driver_dir))
+            store.check_writable("the study store")  # trials that met a full disk failed: say why
             state = "finished"
             results = _finish(store, state, report_dir)
         except KeyboardInterrupt:
@@ -349,21 +267,39 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
             _finish_quietly(store, state, report_dir)
             raise
         except Exception as exc:  # noqa: BLE001 (a full store shows up as any of Ray's, Tune's or our errors)
-            fault = _store_fault(exc, root, report_dir)
+            fault = store_fault(exc, store, report_dir)
             if fault is None:
                 _finish_quietly(store, state, report_dir)
                 raise
-            _write_state(root, f"failed: {fault}")
+            _write_state(store, f"failed: {fault}")
             kept = len(store.finished_ids())
-            raise StoreError(f"{fault}; the {kept} finished trials are kept in {root}: free space (or fix permissions) and `run` again to finish the study") from None
+            raise StoreError(f"{fault}; the {kept} finished trials are kept in {store.location}: free space (or fix permissions) and `run` again to finish the study") from None
         counts = results["status"].value_counts() if len(results) else {}
-        report_path = report_dir / "index.html" if report_dir is not None else None
-        return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), report_path)
+        index = None if report_dir is None else report_dir / "index.html" if isinstance(report_dir, Path) else join_uri(report_dir, "index.html")
+        return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), index)
+
+
+@contextlib.contextmanager
+def driver_files(store: AnyStore) -> Iterator[Path]:
+    """Where the driver keeps the SQLite files only it opens (Optuna's, MLflow's): the store's own
+    folder, or for an object store a local folder copied from the store and back into it at the end."""
+    if not store.remote:
+        yield store.root
+        return
+    with tempfile.TemporaryDirectory(prefix="s3l-driver-") as local:
+        store.pull(DRIVER_FILES, Path(local))
+        try:
+            yield Path(local)
+        finally:
+            try:
+                store.push(DRIVER_FILES, Path(local))
+            except StoreError as exc:
+                log.warning("could not copy %s back to %s: %s", ", ".join(DRIVER_FILES), store.location, exc)
 
 
 def _tuner(
-    study: Study, store: Store, context: TrialContext, searcher: Any, param_space: dict[str, Any], num_samples: int, total: int, reused: int,
-    eta: Eta | None = None, verbose: bool = False,
+    study: Study, store: AnyStore, context: TrialContext, searcher: Any, param_space: dict[str, Any], num_samples: int, total: int, reused: int,
+    eta: Eta | None = None, verbose: bool = False, driver_dir: Path | None = None,
 ) -> tune.Tuner:
     scheduler = None
     if study.scheduler.type == "asha":
@@ -376,6 +312,7 @@ def _tuner(
         )  # fmt: skip
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     progress = StudyProgress(store, context, total, reused, eta)
+    storage_path, storage_filesystem = store.ray_storage()
     store_name = lambda trial: trial_id_for(context, point_of(context, trial.config))  # noqa: E731 (the store's id names the trial)
     return tune.Tuner(
         trainable,
@@ -392,10 +329,11 @@ def _tuner(
         ),
         run_config=tune.RunConfig(
             name=f"attempt-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}",
-            storage_path=str(store.ray_dir),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=study.failure.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[progress, *logger_callbacks(study, store.root)]
+            callbacks=[progress, *logger_callbacks(study, driver_dir or store.root)]
             + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if searcher is not None else []),
             progress_reporter=StudyReporter(study, searcher is None, progress.line, total - reused),
             verbose=3 if verbose else 1,
@@ -407,103 +345,35 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _finish(store: Store, state: str, report_dir: Path | None) -> pd.DataFrame:
+def _finish(store: AnyStore, state: str, report_dir: Location | None) -> pd.DataFrame:
     """Leave consistent tables, a state marker and (if asked) a report."""
     results = write_tables(store)
-    _write_state(store.root, state)
+    _write_state(store, state)
     if report_dir is not None:
-        from sweeper.report import write_report
-
-        write_report(store.root, report_dir)
+        write_study_report(store, report_dir)
     return results
 
 
-def _finish_quietly(store: Store, state: str, report_dir: Path | None) -> None:
+def _finish_quietly(store: AnyStore, state: str, report_dir: Location | None) -> None:
     """`_finish` on the way out of an error: the first error is the one to report."""
     try:
         _finish(store, state, report_dir)
     except Exception as exc:  # noqa: BLE001
-        log.warning("could not write the tables, state or report of %s: %s", store.root, _first_line(exc))
-        _write_state(store.root, state)
+        log.warning("could not write the tables, state or report of %s: %s", store.location, _first_line(exc))
+        _write_state(store, state)
 
 
-def _write_state(root: Path, state: str) -> None:
-    """state.json, atomically; on a full disk, in place (truncating first frees the space it needs)."""
+def _write_state(store: AnyStore, state: str) -> None:
+    """state.json, whole; on a full local disk, in place (truncating first frees the space it needs)."""
     value = {"state": state, "at": _now()}
     try:
-        write_json(root / "state.json", value)
-    except OSError:
+        store.put_json("state.json", value)
+    except (OSError, StoreError) as exc:
+        if store.remote:
+            log.warning("could not record state %r in %s: %s", state, store.location, exc)
+            return
         try:
-            with open(root / "state.json", "w") as handle:
+            with open(store.root / "state.json", "w") as handle:
                 handle.write(json.dumps(value))
         except OSError as exc:
-            log.warning("could not record state %r in %s: %s", state, root, exc.strerror)
-
-
-@contextlib.contextmanager
-def claimed_store(store: Store, report_dir: Path | None) -> Iterator[None]:
-    """Hold the study's lock with the store and report folder checked writable (before hours of
-    training, and before Ray starts). A run refused inside leaves no folder behind that it made."""
-    made = [top for top in (_first_missing(store.root), report_dir and _first_missing(report_dir)) if top is not None]
-    try:
-        with store.lock():
-            check_writable(store.root, "the study store")
-            if report_dir is not None:
-                check_writable(report_dir, "the report folder")
-            yield
-    except BaseException:
-        for top in made:
-            _remove_if_only_the_lock(top)
-        raise
-
-
-def _first_missing(path: Path) -> Path | None:
-    """The outermost folder of `path` that does not exist yet (what a mkdir -p would create)."""
-    missing = None
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return missing
-        missing = candidate
-    return missing
-
-
-def _remove_if_only_the_lock(top: Path) -> None:
-    """Remove `top` if all it holds are empty folders and the store's `.lock` (what a refused run made)."""
-    if not top.is_dir() or top.is_symlink():
-        return
-    files = [f for f in top.rglob("*") if not f.is_dir()]
-    if all(f.name == ".lock" for f in files):
-        shutil.rmtree(top, ignore_errors=True)
-
-
-def check_writable(directory: Path, what: str) -> None:
-    """Raise `StoreError` unless a file (a few KB, synced) can be written and removed in `directory`,
-    which must not be a symbolic link (the report step writes and deletes files there)."""
-    if directory.is_symlink():
-        raise StoreError(f"{what} {directory} is a symbolic link; refusing to write through it (give its real path)")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-") as probe:
-            probe.write(b"\0" * 16384)
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as exc:
-        raise StoreError(f"cannot write to {what} {directory}: {exc.strerror or exc}") from None
-
-
-def _store_fault(exc: BaseException, root: Path, report_dir: Path | None) -> str | None:
-    """Why the store or report folder cannot be written, if that is what ended the run."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, StoreError):
-            return str(seen)
-        if isinstance(seen, OSError) and seen.errno in STORE_FULL_ERRNOS:
-            return f"cannot write to {seen.filename or root}: {seen.strerror}"
-        seen = seen.__cause__ or seen.__context__
-    for directory, what in ((root, "the study store"), (report_dir, "the report folder")):
-        try:
-            if directory is not None:
-                check_writable(directory, what)
-        except StoreError as fault:
-            return str(fault)
-    return None
+            log.warning("could not record state %r in %s: %s", state, store.location, exc.strerror)

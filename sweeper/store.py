@@ -9,7 +9,9 @@ Layout:
     .lock                                     held (flock) by the one driver running the study
 
 A trial's id hashes its resolved config and the results version, so a finished record
-is reused whenever the same trial is asked for again.
+is reused whenever the same trial is asked for again. `storage:` may also be an object-store
+URI (`s3://bucket/prefix`): `open_store` then gives an `ObjectStore` (`sweeper/object_store.py`)
+with the same interface, whose lock is a lease object (`sweeper/lease.py`).
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import s3l_core
 from s3l_core.atomic import write_atomic
 
 if TYPE_CHECKING:
+    from sweeper.object_store import ObjectStore
     from sweeper.study import Study
 
 # Keys that change where or how fast a trial runs, not what it computes.
@@ -60,10 +64,51 @@ def write_json(path: Path, value: Any) -> None:
 
 
 class Store:
+    """A study store in a local (or NFS-mounted) folder: atomic renames, and `flock` as its lock."""
+
+    remote = False
+
     def __init__(self, root: Path):
         self.root = root
         self.trials_dir = root / "trials"
         self.ray_dir = root / "ray"
+
+    # The interface `ObjectStore` shares: files by name under the store.
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def join(self, name: str) -> str:
+        return str(self.root / name)
+
+    def __str__(self) -> str:
+        return self.location
+
+    def put(self, name: str, data: bytes | str) -> None:
+        write_atomic(self.root / name, data)
+
+    def put_json(self, name: str, value: Any) -> None:
+        write_json(self.root / name, value)
+
+    def get_text(self, name: str) -> str | None:
+        try:
+            return (self.root / name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def has(self, name: str) -> bool:
+        return (self.root / name).exists()
+
+    def ray_storage(self) -> tuple[str, None]:
+        """(`storage_path`, `storage_filesystem`) for Ray Tune's `RunConfig`."""
+        return str(self.ray_dir), None
+
+    def check_writable(self, what: str = "the study store") -> None:
+        check_writable(self.root, what)
+
+    def checkpoint_copies(self, tid: str) -> Iterator[Path]:
+        """This trial's checkpoint folders from earlier attempts, newest first (local: the folders themselves)."""
+        yield from self.latest_checkpoint_dirs(tid)
 
     def record_path(self, tid: str) -> Path:
         return self.trials_dir / f"{tid}.json"
@@ -195,6 +240,39 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join({dict: "object", list: "list", str: "string", type(None): "null"}.get(k, k.__name__) for k in kinds)
 
 
-def store_root(study: "Study", storage: str | None = None) -> Path:
-    """Where a study's store lives: `<storage>/<name>`, `storage` (e.g. `--storage`) overriding the study's."""
-    return (Path(storage or study.storage) / study.name).resolve()
+def check_writable(directory: Path, what: str) -> None:
+    """Raise `StoreError` unless a file (a few KB, synced) can be written and removed in `directory`,
+    which must not be a symbolic link (the report step writes and deletes files there)."""
+    if directory.is_symlink():
+        raise StoreError(f"{what} {directory} is a symbolic link; refusing to write through it (give its real path)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-") as probe:
+            probe.write(b"\0" * 16384)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise StoreError(f"cannot write to {what} {directory}: {exc.strerror or exc}") from None
+
+
+Location = Union[Path, str]  # a local folder, or an object-store URI
+
+
+def store_root(study: "Study", storage: str | None = None) -> Location:
+    """Where a study's store lives: `<storage>/<name>`, `storage` (e.g. `--storage`) overriding the
+    study's; a local path (resolved), or an object-store URI (`s3://bucket/prefix/<name>`)."""
+    from sweeper.object_store import is_uri, join_uri, local_path_of
+
+    base = storage or study.storage
+    if is_uri(base):
+        return join_uri(base, study.name)
+    return (Path(local_path_of(base)) / study.name).resolve()
+
+
+def open_store(location: Location) -> "Store | ObjectStore":
+    """The store at a location: `Store` for a local folder, `ObjectStore` for a URI."""
+    from sweeper.object_store import ObjectStore, is_uri, local_path_of
+
+    if isinstance(location, str) and is_uri(location):
+        return ObjectStore(location)
+    return Store(Path(local_path_of(str(location))))

@@ -102,11 +102,19 @@ def _text_check(*, optional: bool = False, nonempty: bool = True) -> Check:
     return check
 
 
-def _local_path_check(v: Any) -> str | None:
+# Object stores a `storage:` / `report:` URI may name (pyarrow.fs URIs); checked without contacting them.
+URI_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
+
+
+def _location_check(v: Any) -> str | None:
+    """A local path, or an object-store URI such as s3://bucket/prefix (reached only when the study runs)."""
     problem = _text_check()(v)
-    if problem is None and "://" in v:
-        # The store relies on POSIX renames and flock; object stores offer neither.
-        return f"{v!r} is a URI; use a local path, or on a cluster a shared (NFS) path mounted on every node"
+    if problem is None and "://" in v and not v.startswith("file://"):
+        scheme, _, rest = v.partition("://")
+        if scheme not in URI_SCHEMES:
+            return f"{v!r}: unknown object-store scheme {scheme!r}; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"
+        if not rest.split("?", 1)[0].strip("/"):
+            return f"{v!r} names no bucket; write {scheme}://BUCKET/PREFIX"
     return problem
 
 
@@ -209,9 +217,11 @@ STUDY_KEYS: list[KeyDoc] = [
            "Ray cluster to attach to; null or `local` starts an embedded Ray of the driver on 127.0.0.1 "
            "(`--address`/`RAY_ADDRESS` override it).",
            _text_check(optional=True)),
-    KeyDoc("storage", "string", "runs/", "a local path; on a cluster, one mounted on every node (NFS)",
-           "Where results, checkpoints and the resolved study are stored.", _local_path_check),
-    KeyDoc("report", "string", "reports/", "a local path", "Where the HTML report is written.", _text_check()),
+    KeyDoc("storage", "string", "runs/", "a local path (on a cluster, one mounted on every node), or an object-store URI: "
+           "`s3://bucket/prefix`, `gs://...` (docs/cluster.md)",
+           "Where results, checkpoints and the resolved study are stored.", _location_check),
+    KeyDoc("report", "string", "reports/", "a local path, or an object-store URI", "Where the HTML report is written (built on the driver).",
+           _location_check),
     KeyDoc("loggers", "list of strings", ["tensorboard"], "tensorboard, wandb, mlflow; wandb and mlflow need their extra "
            "(`pip install 's3l-sweep[mlflow]'`); `[]` for none",
            "Experiment trackers fed with every trial's reports through Ray Tune's integrations (tensorboard event files "

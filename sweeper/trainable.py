@@ -7,6 +7,7 @@ from scratch. A checkpoint that cannot be read is skipped with a warning and rec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -15,7 +16,7 @@ import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import ray
 import torch
@@ -29,7 +30,7 @@ from s3l_core.trainer import EpochRecord, train
 from sweeper.cost_model import predicted_train_pflops
 from sweeper.live_view import quiet_worker
 from sweeper.space import from_ray_config
-from sweeper.store import Store, trial_id
+from sweeper.store import Store, open_store, trial_id
 from sweeper.study_model import Study
 
 log = logging.getLogger("sweeper.trainable")
@@ -39,7 +40,7 @@ log = logging.getLogger("sweeper.trainable")
 class TrialContext:
     """What every trial of one study shares (pickled to the workers)."""
 
-    store_root: str  # absolute; must be reachable from every node (shared storage)
+    store_root: str  # absolute, or an object-store URI; must be reachable from every node
     study: Study
     cpus: float
     gpu_fraction: float
@@ -69,31 +70,37 @@ def budget_spent(store: Store) -> dict[str, float]:
 
 def _ledger(store: Store) -> dict[str, float]:
     try:
-        return json.loads((store.root / BUDGET_LEDGER).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return json.loads(store.get_text(BUDGET_LEDGER) or "{}")
+    except json.JSONDecodeError:
         return {}
+
+
+def _checkpoint_dirs(store: Store, tid: str) -> Iterator[Path]:
+    """Local folders of this trial's checkpoints, best first: Ray's own (a retry in this run),
+    then each earlier attempt's, newest first (copied from an object store while read)."""
+    ray_checkpoint = tune.get_checkpoint()
+    if ray_checkpoint is not None:
+        with ray_checkpoint.as_directory() as directory:  # an object store's is downloaded
+            yield Path(directory)
+    yield from store.checkpoint_copies(tid)
 
 
 def _resume_state(store: Store, tid: str) -> tuple[dict[str, Any] | None, bool]:
     """(checkpoint state or None, whether an unreadable checkpoint was met)."""
-    candidates: list[Path] = []
-    ray_checkpoint = tune.get_checkpoint()
-    if ray_checkpoint is not None:
-        candidates.append(Path(ray_checkpoint.path))
-    candidates.extend(store.latest_checkpoint_dirs(tid))
     corrupt = False
-    for directory in candidates:
-        try:
-            return load_checkpoint(directory / CHECKPOINT_NAME), corrupt
-        except CheckpointError as exc:
-            corrupt = True
-            log.warning("trial %s: %s; trying an older checkpoint or starting from scratch", tid, exc)
+    with contextlib.closing(_checkpoint_dirs(store, tid)) as directories:  # a copied checkpoint is removed once read
+        for directory in directories:
+            try:
+                return load_checkpoint(directory / CHECKPOINT_NAME), corrupt
+            except CheckpointError as exc:
+                corrupt = True
+                log.warning("trial %s: %s; trying an older checkpoint or starting from scratch", tid, exc)
     return None, corrupt
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     quiet_worker()
-    store = Store(Path(context.store_root))
+    store = open_store(context.store_root)
     point = point_of(context, config)
     trial_config = trial_config_for(context, point)
     tid = trial_id(trial_config.to_dict())

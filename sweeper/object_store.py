@@ -1,0 +1,337 @@
+"""A study store on an object store: `s3://bucket/prefix`, `gs://...` or any `pyarrow.fs` URI.
+
+The same layout and guarantees as a local store (`sweeper/store.py`), object by object:
+a record, a table or `state.json` is one object written whole (one PUT: a reader sees the
+old object or the new one), finished trials are found by listing `trials/`, Ray Tune keeps
+its checkpoints under `ray/` through `storage_path` + `storage_filesystem`, and the
+single-driver lock is a lease object (`sweeper/lease.py`).
+
+Where the endpoint and credentials come from, in the standard ways: the URI's query as
+`pyarrow.fs.FileSystem.from_uri` reads it (`?endpoint_override=127.0.0.1:9000&scheme=http`),
+else the AWS environment (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, profiles, instance roles). Every node resolves them
+itself: the URI travels to the workers, the environment does not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pyarrow.fs as pafs
+
+from sweeper.store import STATE_NAME, StoreError, record_shape_problem
+
+log = logging.getLogger("sweeper.store")
+
+LEASE_NAME = ".lease"
+DRIVER_FILES = ("optuna.db", "mlflow.db")  # SQLite files only the driver opens: kept locally, copied to the store
+
+
+def is_uri(location: str | Path) -> bool:
+    """Whether `storage:` / `report:` names an object store rather than a local path (`file://` is local)."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def local_path_of(location: str) -> str:
+    """`file:///x` -> `/x`; anything else unchanged."""
+    return urlsplit(location).path if location.startswith("file://") else location
+
+
+def join_uri(uri: str, *names: str) -> str:
+    """`s3://b/p?q` + `name` -> `s3://b/p/name?q` (the query stays at the end)."""
+    parts = urlsplit(uri)
+    path = "/".join([parts.path.rstrip("/"), *names])
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def display_uri(uri: str) -> str:
+    """The URI without its query (which may carry credentials), for messages and reports."""
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def s3_endpoint(uri: str) -> tuple[str | None, str]:
+    """(`endpoint_url` as boto3 takes it, or None for AWS itself; the query, completed from the
+    environment) of an s3:// URI."""
+    parts = urlsplit(uri)
+    query = dict(parse_qsl(parts.query))
+    env_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if "endpoint_override" not in query and env_endpoint:
+        endpoint = urlsplit(env_endpoint if "://" in env_endpoint else f"https://{env_endpoint}")
+        query["endpoint_override"] = endpoint.netloc
+        query.setdefault("scheme", endpoint.scheme or "https")
+    if "endpoint_override" in query and "region" not in query:
+        # with an endpoint, never ask AWS where the bucket lives (from_uri would, without a region)
+        query["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    url = None
+    if "endpoint_override" in query:
+        endpoint = query["endpoint_override"]
+        url = endpoint if "://" in endpoint else f"{query.get('scheme', 'https')}://{endpoint}"
+    return url, urlencode(query)
+
+
+def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow file system, path on it) of a store URI; `StoreError` naming the problem."""
+    parts = urlsplit(uri)
+    if parts.scheme == "s3":
+        _, query = s3_endpoint(uri)
+        uri = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (OSError, ValueError, TypeError) as exc:
+        raise StoreError(f"cannot open the object store {display_uri(uri)}: {_first_line(exc)}") from None
+    return fs, path.rstrip("/")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def store_problem(uri: str, exc: BaseException) -> str:
+    """One line saying why the object store at `uri` refused an operation."""
+    text = str(exc)
+    where = display_uri(uri)
+    bucket = urlsplit(uri).netloc
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower() or "Bucket '" in text and "not found" in text.lower():
+        return f"the bucket {bucket!r} of {where} does not exist; create it first"
+    if "credentials" in text.lower() or "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+        return (f"the object store refused the credentials for {where} ({_first_line(exc)}); set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or a profile or instance role) on the driver and every node")
+    if any(s in text for s in ("Connection refused", "Couldn't connect", "Could not connect", "connect to server", "Failed to connect",
+                               "NETWORK_CONNECTION", "timed out", "Could not resolve", "EndpointConnectionError")):
+        endpoint, _ = s3_endpoint(uri) if urlsplit(uri).scheme == "s3" else (None, "")
+        return f"cannot reach the object store of {where}{f' at {endpoint}' if endpoint else ''}: {_first_line(exc)}"
+    return f"cannot use the object store {where}: {_first_line(exc)}"
+
+
+class ObjectStore:
+    """`runs/<name>/` as objects under a URI; the interface of `sweeper.store.Store`."""
+
+    remote = True
+
+    def __init__(self, uri: str):
+        self.uri = uri.rstrip("/")
+        self.fs, self.base = open_filesystem(self.uri)
+        self.trials_dir = f"{self.base}/trials"
+        self.ray_dir = f"{self.base}/ray"
+
+    # ------------------------------------------------------------------ naming
+    @property
+    def location(self) -> str:
+        return display_uri(self.uri)
+
+    def join(self, name: str) -> str:
+        return f"{self.location}/{name}"
+
+    def __str__(self) -> str:
+        return self.location
+
+    # ------------------------------------------------------------------ objects
+    def put(self, name: str, data: bytes | str) -> None:
+        """One object, written whole: an S3 PUT (or a multipart upload completed at close) is atomic."""
+        self._put_path(f"{self.base}/{name}", data)
+
+    def _put_path(self, path: str, data: bytes | str) -> None:
+        try:
+            with self.fs.open_output_stream(path) as handle:
+                handle.write(data.encode() if isinstance(data, str) else data)
+        except OSError as exc:
+            raise StoreError(store_problem(self.uri, exc)) from None
+
+    def put_json(self, name: str, value: Any) -> None:
+        self.put(name, json.dumps(value, indent=1, sort_keys=True, default=str, allow_nan=True))
+
+    def get_bytes(self, name: str) -> bytes | None:
+        return self._get_path(f"{self.base}/{name}")
+
+    def _get_path(self, path: str) -> bytes | None:
+        try:
+            with self.fs.open_input_stream(path) as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "NoSuchKey" in str(exc):
+                return None
+            raise StoreError(store_problem(self.uri, exc)) from None
+
+    def get_text(self, name: str) -> str | None:
+        data = self.get_bytes(name)
+        return None if data is None else data.decode(errors="replace")
+
+    def has(self, name: str) -> bool:
+        return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
+
+    # ------------------------------------------------------------------ records
+    def record_path(self, tid: str) -> str:
+        return f"{self.trials_dir}/{tid}.json"
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        self._put_path(self.record_path(record["trial_id"]), json.dumps(record, indent=1, sort_keys=True, default=str, allow_nan=True))
+
+    def read_record(self, tid: str) -> dict[str, Any] | None:
+        data = self._get_path(self.record_path(tid))
+        if data is None:
+            return None
+        try:
+            record = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # a damaged record counts as not computed: the trial runs again
+        problem = record_shape_problem(record, tid)
+        if problem:
+            log.warning("skipping trial record %s: %s", self.join(f"trials/{tid}.json"), problem)
+            return None
+        return record
+
+    def _list(self, directory: str) -> list[pafs.FileInfo]:
+        try:
+            return self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        except OSError as exc:
+            raise StoreError(store_problem(self.uri, exc)) from None
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        names = sorted(info.base_name for info in self._list(self.trials_dir) if info.is_file and info.base_name.endswith(".json"))
+        for name in names:
+            record = self.read_record(name[: -len(".json")])
+            if record is not None:
+                yield record
+
+    def finished_ids(self) -> set[str]:
+        return {r["trial_id"] for r in self.records() if r.get("status") == "finished"}
+
+    # ------------------------------------------------------------------ checkpoints
+    def latest_checkpoint_dirs(self, tid: str) -> list[str]:
+        """This trial's Ray checkpoint folders from every earlier attempt, newest first (by the
+        time their checkpoint file was written: Ray numbers checkpoints afresh in each attempt)."""
+        found: list[tuple[float, str]] = []
+        for attempt in self._list(self.ray_dir):
+            if attempt.type != pafs.FileType.Directory:
+                continue
+            for checkpoint in self._list(f"{attempt.path}/{tid}"):
+                if checkpoint.type == pafs.FileType.Directory and checkpoint.base_name.startswith("checkpoint_"):
+                    files = [f for f in self._list(checkpoint.path) if f.is_file]
+                    written = max((f.mtime.timestamp() for f in files if f.mtime is not None), default=0.0)
+                    found.append((written, checkpoint.path))
+        return [path for _, path in sorted(found, reverse=True)]
+
+    def checkpoint_copies(self, tid: str) -> Iterator[Path]:
+        """Each earlier checkpoint of the trial, newest first, copied into a local folder while it is read."""
+        for remote in self.latest_checkpoint_dirs(tid):
+            with tempfile.TemporaryDirectory(prefix=f"s3l-{tid}-ckpt-") as local:
+                try:
+                    pafs.copy_files(remote, local, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
+                except OSError as exc:
+                    log.warning("trial %s: cannot copy checkpoint %s: %s", tid, remote, _first_line(exc))
+                    continue
+                yield Path(local)
+
+    def ray_storage(self) -> tuple[str, pafs.FileSystem]:
+        """(`storage_path`, `storage_filesystem`) for Ray Tune's `RunConfig`."""
+        return self.ray_dir, self.fs
+
+    # ------------------------------------------------------------------ the driver's lease and state
+    def lease(self) -> Any:
+        from sweeper.lease import lease_for
+
+        return lease_for(self)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the study's lease while the driver runs; a second driver is refused while it is live."""
+        with self.lease().held():
+            yield
+
+    def is_locked(self) -> bool:
+        from sweeper.lease import lease_for
+
+        return lease_for(self).is_live()
+
+    def state(self) -> str:
+        text = self.get_text(STATE_NAME)
+        if text is None:
+            return "unknown (no state.json)"
+        try:
+            saved = json.loads(text)
+            state = str(saved["state"])
+        except (ValueError, TypeError, KeyError):
+            return "unknown (state.json is unreadable)"
+        if state == "running" and not self.is_locked():
+            return f"not running (its driver stopped without finishing, last started {saved.get('since', '?')}); `run` again to resume"
+        return state
+
+    def check_writable(self, what: str = "the study store") -> None:
+        """Raise `StoreError` unless an object can be written, read back and removed under the store."""
+        probe = f"{self.base}/.write-check-{uuid.uuid4().hex[:12]}"
+        try:
+            if urlsplit(self.uri).scheme == "s3":
+                bucket = self.base.split("/", 1)[0]
+                if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                    raise StoreError(f"the bucket {bucket!r} of {self.location} does not exist; create it first")
+            self._put_path(probe, b"\0" * 1024)
+            self.fs.delete_file(probe)
+        except StoreError as exc:
+            raise StoreError(str(exc).replace("the object store", f"{what} on the object store", 1)) from None
+        except OSError as exc:
+            raise StoreError(store_problem(self.uri, exc)) from None
+
+    # ------------------------------------------------------------------ copies for the driver
+    def mirror(self, local: Path, names: tuple[str, ...] = ("study.yaml", "provenance.json", STATE_NAME, "results.parquet", "results.csv", "epochs.parquet")) -> Path:
+        """Copy what a report reads (the small files and every trial record) into `local`; return it."""
+        (local / "trials").mkdir(parents=True, exist_ok=True)
+        for name in names:
+            data = self.get_bytes(name)
+            if data is not None:
+                (local / name).write_bytes(data)
+        for info in self._list(self.trials_dir):
+            if info.is_file and info.base_name.endswith(".json"):
+                data = self._get_path(info.path)
+                if data is not None:
+                    (local / "trials" / info.base_name).write_bytes(data)
+        return local
+
+    def pull(self, names: tuple[str, ...], local: Path) -> None:
+        """Copy the driver's own files (SQLite: Optuna, MLflow) from the store into `local`."""
+        for name in names:
+            data = self.get_bytes(name)
+            if data is not None:
+                (local / name).write_bytes(data)
+
+    def push(self, names: tuple[str, ...], local: Path) -> None:
+        """Copy the driver's own files back into the store, each as one object."""
+        for name in names:
+            if (local / name).is_file():
+                self.put(name, (local / name).read_bytes())
+
+
+def upload_folder(local: Path, uri: str) -> None:
+    """Every file under `local` to `uri/...`, each one object (a report folder)."""
+    fs, base = open_filesystem(uri)
+    try:
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            with fs.open_output_stream(f"{base}/{path.relative_to(local).as_posix()}") as handle:
+                handle.write(path.read_bytes())
+    except OSError as exc:
+        raise StoreError(store_problem(uri, exc).replace("the object store", "the report folder on the object store", 1)) from None
+
+
+def check_report_writable(uri: str) -> None:
+    """Raise `StoreError` unless the report URI takes an object."""
+    fs, base = open_filesystem(uri)
+    probe = f"{base}/.write-check-{uuid.uuid4().hex[:12]}"
+    try:
+        with fs.open_output_stream(probe) as handle:
+            handle.write(b"\0" * 1024)
+        fs.delete_file(probe)
+    except OSError as exc:
+        raise StoreError(store_problem(uri, exc).replace("the object store", "the report folder on the object store", 1)) from None
