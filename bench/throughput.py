@@ -92,7 +92,7 @@ def run_peer(args: argparse.Namespace, device: torch.device, resolution: int, im
 def run_trainer(args: argparse.Namespace, device: torch.device, resolution: int, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     """s3l_core.train() on a synthetic ImageDataset: epoch 1 warms up, epoch 2 is measured."""
     from s3l_core.config import TrialConfig
-    from s3l_core.data import ImageDataset
+    from s3l_core.image_dataset import ImageDataset
     from s3l_core.trainer import train
 
     _reset_compiler(args.compile)

@@ -10,7 +10,7 @@ from typing import Any
 
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError
 from s3l_core.config import ConfigError, ConfigProblem, TrialConfig, apply_overrides
-from s3l_core.data import DatasetError
+from s3l_core.image_dataset import DatasetError
 from s3l_core.yaml12 import load_value
 from s3l_core.trainer import EpochRecord, train
 

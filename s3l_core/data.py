@@ -1,9 +1,9 @@
 """Image datasets as uint8 tensors held in memory.
 
-`load_dataset(name)` returns an `ImageDataset`: whole train and test splits as uint8
-NCHW tensors, so a trainer can move them to the device once and make augmented views
-per batch there (docs/design.md, "Inside one trial"). Files are parsed in bulk (idx, CIFAR
-pickles, STL-10 binaries); torchvision is used only to download.
+`load_dataset(name)` returns an `ImageDataset` (`s3l_core/image_dataset.py`): whole train
+and test splits as uint8 NCHW tensors, so a trainer can move them to the device once and
+make augmented views per batch there (docs/design.md, "Inside one trial"). Files are
+parsed in bulk (idx, CIFAR pickles, STL-10 binaries); torchvision is used only to download.
 
 Names: see `DATASET_NAMES`, plus `imagefolder:PATH` (decoded once to a cache by
 `s3l_core.imagefolder`).
@@ -11,20 +11,20 @@ Names: see `DATASET_NAMES`, plus `imagefolder:PATH` (decoded once to a cache by
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import dataclasses
 import gzip
 import os
 import pathlib
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
+from s3l_core.cache import cache_dir, exclusive_lock
 # Names, shapes and the name check live in a torch-free module (fast study validation).
 from s3l_core.dataset_catalog import BUILTIN_SHAPES, DATASET_NAMES, IMAGEFOLDER_PREFIX, DatasetShape, check_dataset_name  # noqa: F401 (re-exported)
+from s3l_core.image_dataset import DatasetError, ImageDataset
+from s3l_core.imagefolder import load_imagefolder
 from s3l_core.safe_pickle import load_data_pickle
 
 FASHION_MNIST_CLASSES = (
@@ -41,63 +41,6 @@ SYSTEM_FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 SAMPLE_DATA_DIR = pathlib.Path(__file__).parent / "sample_data"
 DIGITS_SPLIT_SEED = 20210325  # fixed so every machine gets the same digits split
 DIGITS_TRAIN_FRACTION = 0.8
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be loaded; the message names it, where we looked, and how to get it."""
-
-
-@dataclass(frozen=True, eq=False)
-class ImageDataset:
-    name: str
-    train_images: torch.Tensor = field(repr=False)  # uint8 (N, C, H, W), contiguous, CPU
-    train_labels: torch.Tensor = field(repr=False)  # int64 (N,)
-    test_images: torch.Tensor = field(repr=False)  # uint8 (M, C, H, W)
-    test_labels: torch.Tensor = field(repr=False)  # int64 (M,)
-    classes: tuple[str, ...]
-    # Unlabelled images that only pre-training sees (STL-10's 100k), same shape as train.
-    unlabeled_images: torch.Tensor | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        for split in ("train", "test"):
-            images: torch.Tensor = getattr(self, f"{split}_images")
-            labels: torch.Tensor = getattr(self, f"{split}_labels")
-            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[2] != images.shape[3]:
-                raise ValueError(
-                    f"{self.name}: {split}_images must be uint8 (N, C, S, S), "
-                    f"got {images.dtype} {tuple(images.shape)}"
-                )
-            if labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
-                raise ValueError(
-                    f"{self.name}: {split}_labels must be int64 ({images.shape[0]},), "
-                    f"got {labels.dtype} {tuple(labels.shape)}"
-                )
-        if self.unlabeled_images is not None and (
-            self.unlabeled_images.dtype != torch.uint8 or self.unlabeled_images.shape[1:] != self.train_images.shape[1:]
-        ):
-            raise ValueError(f"{self.name}: unlabeled_images must be uint8 of the train images' shape")
-        if self.train_images.shape[1:] != self.test_images.shape[1:]:
-            raise ValueError(
-                f"{self.name}: train and test images differ in shape: "
-                f"{tuple(self.train_images.shape[1:])} vs {tuple(self.test_images.shape[1:])}"
-            )
-
-    @property
-    def channels(self) -> int:
-        return int(self.train_images.shape[1])
-
-    @property
-    def native_size(self) -> int:
-        return int(self.train_images.shape[2])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-
-def cache_dir() -> pathlib.Path:
-    """Where downloads and decoded caches go: $S3L_CACHE_DIR, else ~/.cache/s3l."""
-    return pathlib.Path(os.environ.get("S3L_CACHE_DIR") or "~/.cache/s3l").expanduser()
 
 
 # ---------------------------------------------------------------- loading
@@ -123,9 +66,6 @@ def load_dataset(
     if data_dir is not None and not pathlib.Path(data_dir).expanduser().is_dir():
         raise DatasetError(f"dataset {name}: data_dir {data_dir} does not exist")
     if name.startswith(IMAGEFOLDER_PREFIX):
-        # Imported here: the imagefolder module imports this one, and needs PIL.
-        from s3l_core.imagefolder import load_imagefolder
-
         return load_imagefolder(pathlib.Path(name[len(IMAGEFOLDER_PREFIX) :]), image_size, name)
     if name == "digits":
         return load_digits()
@@ -155,18 +95,6 @@ def _find_folder(
             if candidate.is_dir() and has_files(candidate):
                 return candidate
     return None
-
-
-@contextlib.contextmanager
-def exclusive_lock(lock_path: pathlib.Path) -> Iterator[None]:
-    """Serialise downloads and cache builds across processes (several trials per node)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _download(name: str, fetch: Callable[[pathlib.Path], object]) -> None:

@@ -22,8 +22,9 @@ import torch
 from PIL import Image
 
 from s3l_core.atomic import atomic_file
-from s3l_core.data import DatasetError, ImageDataset, cache_dir, exclusive_lock
+from s3l_core.cache import cache_dir, exclusive_lock
 from s3l_core.dataset_catalog import IMAGE_SUFFIXES  # one list, shared with study validation
+from s3l_core.image_dataset import DatasetError, ImageDataset
 
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 DEFAULT_IMAGE_SIZE = 96  # STL-10's size: large enough for 64 px arms, small enough to hold in memory

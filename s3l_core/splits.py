@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from s3l_core.data import ImageDataset, stratified_subset, validation_split
+from s3l_core.data import stratified_subset, validation_split
+from s3l_core.image_dataset import ImageDataset
 
 UNLABELLED = -1
 

@@ -26,7 +26,8 @@ from s3l_core.backbone import build_resnet, stem_for
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from s3l_core.config import TrialConfig
 from s3l_core.cost import train_step_flops
-from s3l_core.data import ImageDataset, channel_stats, load_dataset
+from s3l_core.data import channel_stats, load_dataset
+from s3l_core.image_dataset import ImageDataset
 from s3l_core.methods import SSLMethod, build_method
 from s3l_core.optim import build_optimizer
 from s3l_core.protocol import Evaluator, FinalMetrics, Floors

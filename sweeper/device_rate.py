@@ -7,7 +7,9 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
+from s3l_core.cache import cache_dir  # torch-free: `estimate` reads the cached rate without torch
 from sweeper.cost_model import DeviceRate
 
 # The measured step: SimCLR, ResNet-18 at width 0.25, 16 px, batch 64, one channel; the size
@@ -26,9 +28,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cache_path():  # noqa: ANN202
-    from s3l_core.data import cache_dir
-
+def _cache_path() -> Path:
     return cache_dir() / "cpu_rate.json"
 
 

@@ -20,8 +20,8 @@ import pandas as pd
 from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_trials, predicted_cost, predicted_seconds
 from sweeper.results import schedule_label
 from sweeper.plan import is_sampled, pending_points, unique_points
-from sweeper.space import ENUMERATED, random_points
-from sweeper.study_model import Study
+from sweeper.space import random_points
+from sweeper.study_model import ENUMERATED, Study
 
 MEAN_DRAWS = 256  # uniform draws averaged for an Optuna study's expected trial cost
 

@@ -16,18 +16,16 @@ import itertools
 import json
 import math
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sweeper.study_model import SpaceSpec, Study
+from sweeper.study_model import ENUMERATED, SpaceSpec, Study
 
 Point = dict[str, Any]
 
-ENUMERATED = ("grid", "choice")
 SAMPLED_DIGITS = 6  # significant digits kept of a sampled real number
 
 
-def grid_points(study: "Study") -> list[Point]:
+def grid_points(study: Study) -> list[Point]:
     """Cartesian product of the grid/choice entries in file order, then x seeds (inner)."""
     keys = list(study.space)
     not_enumerable = [k for k in keys if study.space[k].kind not in ENUMERATED]
@@ -42,7 +40,7 @@ def grid_points(study: "Study") -> list[Point]:
     return points
 
 
-def random_points(study: "Study", num_samples: int, seed: int) -> list[Point]:
+def random_points(study: Study, num_samples: int, seed: int) -> list[Point]:
     """`num_samples` seeded draws of the non-grid entries, each crossed with every grid
     combination (as Ray's variant generator does) and then with every seed."""
     keys = list(study.space)
@@ -63,7 +61,7 @@ def random_points(study: "Study", num_samples: int, seed: int) -> list[Point]:
     return points
 
 
-def points(study: "Study") -> list[Point]:
+def points(study: Study) -> list[Point]:
     """The trial points of a grid or random study (Optuna studies are sampled by Optuna)."""
     algorithm = study.search.algorithm
     if algorithm == "grid":
@@ -73,7 +71,7 @@ def points(study: "Study") -> list[Point]:
     raise ValueError(f"{algorithm} samples its points adaptively; use to_ray_space")
 
 
-def _draw(spec: "SpaceSpec", rng: random.Random) -> Any:
+def _draw(spec: SpaceSpec, rng: random.Random) -> Any:
     r = rng.random()  # one draw per knob: only random() is used, whose output is stable across versions
     if spec.kind == "choice":
         n = len(spec.values)
@@ -96,12 +94,12 @@ def _is_plain(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def _encoded(spec: "SpaceSpec") -> bool:
+def _encoded(spec: SpaceSpec) -> bool:
     """Optuna's categorical values must be plain scalars: lists of stages travel as JSON text."""
     return spec.kind in ENUMERATED and not all(_is_plain(v) for v in spec.values)
 
 
-def to_ray_space(study: "Study") -> dict[str, Any]:
+def to_ray_space(study: Study) -> dict[str, Any]:
     """Flat `{dotted_key: tune domain}` for Ray Tune (seeds are not included).
 
     grid -> `tune.grid_search` (or `tune.choice` under Optuna, which cannot grid-search),
@@ -127,7 +125,7 @@ def to_ray_space(study: "Study") -> dict[str, Any]:
     return out
 
 
-def from_ray_config(study: "Study", config: dict[str, Any]) -> Point:
+def from_ray_config(study: Study, config: dict[str, Any]) -> Point:
     """The point (space keys, plus `seed` if present) of a config sampled from `to_ray_space`."""
     point: Point = {}
     for key, spec in study.space.items():

@@ -15,6 +15,9 @@ from s3l_core.config import TrialConfig, apply_overrides
 from sweeper.study_yaml import StudyProblem
 
 
+ENUMERATED = ("grid", "choice")  # the SpaceSpec kinds that list their values (the others are ranges)
+
+
 @dataclass(frozen=True)
 class SpaceSpec:
     """One `space` entry: `kind` is grid, choice, uniform, loguniform or int; `values` the

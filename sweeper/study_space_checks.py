@@ -11,9 +11,8 @@ import typing
 from typing import Any, Union
 
 from s3l_core.config import ConfigError, TrialConfig, apply_overrides, did_you_mean
-from sweeper.space import ENUMERATED
 from sweeper.study_checker import StudyChecker, integral
-from sweeper.study_model import SearchConfig, SpaceSpec
+from sweeper.study_model import ENUMERATED, SearchConfig, SpaceSpec
 from sweeper.study_schema import KNOBS, LEAF_KNOBS, SPEC_KINDS, is_int, is_number
 from sweeper.study_trial_checks import data_dir_problem, dataset_problem
 

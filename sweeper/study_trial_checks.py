@@ -10,9 +10,8 @@ from typing import Any
 from s3l_core.config import ConfigError, TrialConfig
 from s3l_core.dataset_catalog import BUILTIN_SHAPES, IMAGEFOLDER_PREFIX, anchored_dataset_name, check_dataset_name, imagefolder_class_problem
 from s3l_core.effects import ineffective_settings
-from sweeper.space import ENUMERATED
 from sweeper.study_checker import StudyChecker
-from sweeper.study_model import SpaceSpec
+from sweeper.study_model import ENUMERATED, SpaceSpec
 from sweeper.study_schema import is_int
 
 

@@ -14,12 +14,12 @@ from PIL import Image
 from s3l_core import data, imagefolder
 from s3l_core.data import (
     DATASET_NAMES,
-    DatasetError,
     channel_stats,
     check_dataset_name,
     load_dataset,
     stratified_subset,
 )
+from s3l_core.image_dataset import DatasetError
 
 SYSTEM_FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 

@@ -7,7 +7,8 @@ from torch import nn
 from s3l_core import finetune as finetune_module
 from s3l_core.backbone import ResNet, build_resnet
 from s3l_core.config import BackboneConfig, FinetuneConfig
-from s3l_core.data import ImageDataset, channel_stats, load_digits
+from s3l_core.data import channel_stats, load_digits
+from s3l_core.image_dataset import ImageDataset
 from s3l_core.finetune import FinetuneResult, finetune, recalibrate_bn, with_all_stages
 from s3l_core.views import eval_batch
 

@@ -5,7 +5,8 @@ import dataclasses
 
 import torch
 
-from s3l_core.data import ImageDataset, load_dataset, validation_split
+from s3l_core.data import load_dataset, validation_split
+from s3l_core.image_dataset import ImageDataset
 from s3l_core.splits import UNLABELLED, trial_splits
 
 

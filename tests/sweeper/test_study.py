@@ -261,7 +261,7 @@ def test_every_project_exception_pickles_round_trip():
     from s3l_core.atomic import UnsafeFolderError
     from s3l_core.checkpoint import CheckpointError
     from s3l_core.config import ConfigError, ConfigProblem
-    from s3l_core.data import DatasetError
+    from s3l_core.image_dataset import DatasetError
     from s3l_core.safe_pickle import UnsafePickleError
     from sweeper.cli import UserFacingError
     from sweeper.report.browser import WebDriverError
