@@ -350,27 +350,40 @@ def test_a_wrong_or_unreachable_address_fails_fast_with_one_line(tmp_path: Path,
 
 @pytest.mark.faults
 def test_driver_sigkill_then_run_again_loses_and_duplicates_nothing(tmp_path: Path):
-    path = write_study(tmp_path, name="driver", grid=[8, 10, 12], trial={**TINY_TRIAL, "epochs": 3}, max_concurrent=1)
+    """Killed once a trial has finished AND the trial in flight has a checkpoint: the rerun reuses
+    the finished one and continues the unfinished one from its checkpoint, not from scratch."""
+    # 10 epochs: long enough that the kill lands while the second trial runs, past its first checkpoint
+    path = write_study(tmp_path, name="driver", grid=[8, 10, 12], trial={**TINY_TRIAL, "epochs": 10}, max_concurrent=1)
     store = tmp_path / "runs" / "driver"
+
+    def in_flight_checkpointed() -> set[str]:
+        finished = {p.stem for p in (store / "trials").glob("*.json")}
+        return {p.parent.parent.name for p in (store / "ray").glob("*/*/checkpoint_*/checkpoint.pt")} - finished
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not list((store / "trials").glob("*.json")):
-            time.sleep(0.5)
+        while time.monotonic() < deadline and not (list((store / "trials").glob("*.json")) and in_flight_checkpointed()):
+            time.sleep(0.2)
+        interrupted = in_flight_checkpointed()
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the embedded Ray it started
         driver.wait()
     before = record_mtimes(store)
-    assert 1 <= len(before) < 3, "the driver must die with the study unfinished"
+    assert 1 <= len(before) < 3, f"the driver must die with the study unfinished: {sorted(before)}, {sorted(interrupted)}, {time.monotonic() - deadline + 300:.0f} s"
+    interrupted -= set(before)  # a trial that finished in the instant before the kill is not in flight
+    assert interrupted, "no unfinished trial had a checkpoint when the driver was killed"
     done = subprocess.run([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     after = record_mtimes(store)
     assert {k: after[k] for k in before} == before  # no finished trial was trained again
+    resumed = {tid: json.loads((store / "trials" / f"{tid}.json").read_text())["metrics"]["resumed_from_epoch"] for tid in interrupted}
+    assert all(epoch >= 1 for epoch in resumed.values()), f"an interrupted trial restarted from scratch: {resumed}"
     add_table_row("driver SIGKILL, run again", 3, pd.read_parquet(store / "results.parquet"), len(after) - len(before),
-                  f"{len(before)} finished before the kill reused, not retrained")
+                  f"{len(before)} finished before the kill reused, not retrained; the one in flight resumed from epoch {min(resumed.values())}")
 
 
 @pytest.mark.faults
