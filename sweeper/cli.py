@@ -160,7 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_study(study, address=args.address, storage=args.storage, report=not args.no_report, verbose=args.verbose)
     except (StoreError, ClusterError) as exc:
         raise UserFacingError(str(exc)) from None
-    print(f"study {study.name}: {summary.finished} finished, {summary.failed} failed, {summary.reused} reused, {summary.launched} run now")
+    nodes = f"; finished trials ran on {summary.nodes} node{'s' if summary.nodes != 1 else ''}" if summary.nodes else ""
+    print(f"study {study.name}: {summary.finished} finished, {summary.failed} failed, {summary.reused} reused, {summary.launched} run now{nodes}")
     print(f"results: {_shown(summary.store, 'results.parquet')}")
     if summary.report:
         print(f"report:  {_shown(summary.report)}")

@@ -183,7 +183,7 @@ class S3Backend(Backend):
             if options.get("session_token"):
                 kwargs["aws_session_token"] = options["session_token"]
         self.uri = store.uri
-        self.client = boto3.client("s3", **kwargs)
+        self.client = boto3.session.Session().client("s3", **kwargs)  # a fresh session: credentials as the environment has them now
         self.bucket, _, prefix = store.base.partition("/")
         self.key = f"{prefix}/{LEASE_NAME}" if prefix else LEASE_NAME
 
@@ -288,5 +288,6 @@ def lease_for(store: "ObjectStore") -> Lease:
         try:
             return Lease(store, S3Backend(store))
         except ImportError:
-            log.warning("boto3 is not installed: the lease on %s is best effort (pip install boto3 for S3's conditional writes)", store.location)
+            raise StoreError(f"a study store on s3:// ({store.location}) needs boto3 for its lease (S3's conditional writes): "
+                             "pip install 's3l-sweep[s3]'") from None
     return Lease(store, BestEffortBackend(store))

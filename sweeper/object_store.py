@@ -105,6 +105,9 @@ def store_problem(uri: str, exc: BaseException) -> str:
     bucket = urlsplit(uri).netloc
     if "NoSuchBucket" in text or "bucket does not exist" in text.lower() or "Bucket '" in text and "not found" in text.lower():
         return f"the bucket {bucket!r} of {where} does not exist; create it first"
+    if "Unable to locate credentials" in text or "No credentials" in text:
+        return (f"no credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile or instance role) "
+                "on the driver and every node")
     if "credentials" in text.lower() or "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
         return (f"the object store refused the credentials for {where} ({_first_line(exc)}); set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (or a profile or instance role) on the driver and every node")
@@ -171,7 +174,10 @@ class ObjectStore:
         return None if data is None else data.decode(errors="replace")
 
     def has(self, name: str) -> bool:
-        return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
+        try:
+            return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
+        except OSError as exc:
+            raise StoreError(store_problem(self.uri, exc)) from None
 
     # ------------------------------------------------------------------ records
     def record_path(self, tid: str) -> str:

@@ -60,6 +60,7 @@ class RunSummary:
     finished: int
     failed: int
     report: Location | None
+    nodes: int = 0  # the Ray nodes the study's finished trials ran on
 
 
 
@@ -276,7 +277,8 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
             raise StoreError(f"{fault}; the {kept} finished trials are kept in {store.location}: free space (or fix permissions) and `run` again to finish the study") from None
         counts = results["status"].value_counts() if len(results) else {}
         index = None if report_dir is None else report_dir / "index.html" if isinstance(report_dir, Path) else join_uri(report_dir, "index.html")
-        return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), index)
+        nodes = results.loc[results["status"] == "finished", "node"].nunique() if "node" in results else 0
+        return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), index, int(nodes))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,284 @@
+"""A study store on an object store, against a real S3-compatible server on 127.0.0.1 (moto):
+records, the lease (refused while live, admitted once expired, one winner of a race), bad input
+as one line with nothing started; then (slow) the tiny study end to end with `storage: s3://...`,
+re-run, driver SIGKILL and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweeper.cli import main
+from sweeper.lease import BestEffortBackend, Lease, lease_for
+from sweeper.object_store import ObjectStore
+from sweeper.store import StoreError, open_store
+from tests.sweeper.conftest import TINY_TRIAL, write_study
+from tests.sweeper.s3_server import AWS_VARIABLES, aws_env, clean_env, free_port, start_server
+
+
+@pytest.fixture(scope="module")
+def s3():
+    yield from start_server()
+
+
+@pytest.fixture
+def aws(s3, monkeypatch):
+    """This process talks to the test server through the standard AWS environment variables."""
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    return s3
+
+
+def record(tid: str, status: str = "finished") -> dict:
+    return {"trial_id": tid, "status": status, "config": {"x": 1}, "metrics": {}, "epochs": []}
+
+
+def test_records_are_objects_written_whole_and_read_back(aws):
+    bucket = aws.new_bucket()
+    store = open_store(f"s3://{bucket}/runs/study")
+    assert isinstance(store, ObjectStore) and store.location == f"s3://{bucket}/runs/study"
+    store.write_record(record("aaaaaaaaaaaa"))
+    store.write_record(record("bbbbbbbbbbbb", "failed"))
+    aws.client().put_object(Bucket=bucket, Key="runs/study/trials/cccccccccccc.json", Body=b'{"trial_id": "cccc')  # damaged
+    aws.client().put_object(Bucket=bucket, Key="runs/study/trials/dddddddddddd.json", Body=json.dumps(record("eeeeeeeeeeee")).encode())  # wrong id
+    assert [r["trial_id"] for r in store.records()] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    assert store.finished_ids() == {"aaaaaaaaaaaa"}
+    assert json.loads(aws.read(bucket, "runs/study/trials/aaaaaaaaaaaa.json"))["status"] == "finished"
+    store.put_json("state.json", {"state": "running", "since": "2026-01-01T00:00:00+00:00"})
+    assert store.has("state.json") and not store.has("results.parquet") and store.get_text("nothing") is None
+    assert store.state().startswith("not running")  # running, but nobody holds the lease: a killed driver
+
+
+def test_the_endpoint_can_come_from_the_uri_query_instead_of_the_environment(s3, monkeypatch):
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in aws_env(None).items():  # credentials only: no AWS_ENDPOINT_URL
+        monkeypatch.setenv(name, value)
+    bucket = s3.new_bucket()
+    host = s3.endpoint.removeprefix("http://")
+    store = open_store(f"s3://{bucket}/runs/q?endpoint_override={host}&scheme=http")
+    store.check_writable()
+    with store.lock():
+        store.write_record(record("aaaaaaaaaaaa"))
+        assert ".lease" in "".join(s3.keys(bucket, "runs/q/"))
+    assert store.finished_ids() == {"aaaaaaaaaaaa"} and store.location == f"s3://{bucket}/runs/q"
+    assert ".lease" not in "".join(s3.keys(bucket, "runs/q/"))  # released at the end
+
+
+def test_a_second_driver_is_refused_while_the_lease_is_live_and_admitted_once_it_expires(aws, monkeypatch):
+    monkeypatch.setenv("S3L_LEASE_TTL_S", "3")
+    uri = f"s3://{aws.new_bucket()}/runs/leased"
+    first = lease_for(ObjectStore(uri))
+    first.acquire()  # a driver that then dies: nobody renews its lease
+    with pytest.raises(StoreError, match=rf"s3://.*/runs/leased is in use by pid {os.getpid()} on .*lease expires in \d+ s"):
+        lease_for(ObjectStore(uri)).acquire()
+    assert ObjectStore(uri).is_locked()
+    time.sleep(4.5)
+    assert not ObjectStore(uri).is_locked()
+    with ObjectStore(uri).lock():  # the expired lease is replaced
+        with pytest.raises(StoreError, match="is in use by"):
+            lease_for(ObjectStore(uri)).acquire()
+
+
+def test_a_running_driver_renews_its_lease_past_its_lifetime(aws, monkeypatch):
+    monkeypatch.setenv("S3L_LEASE_TTL_S", "2")
+    uri = f"s3://{aws.new_bucket()}/runs/renewed"
+    with ObjectStore(uri).lock():
+        time.sleep(5)  # 2.5 lifetimes
+        with pytest.raises(StoreError, match="is in use by"):
+            lease_for(ObjectStore(uri)).acquire()
+    lease_for(ObjectStore(uri)).acquire()  # released: free at once
+
+
+def test_of_two_drivers_taking_over_an_expired_lease_exactly_one_wins(aws, monkeypatch):
+    monkeypatch.setenv("S3L_LEASE_TTL_S", "2")
+    uri = f"s3://{aws.new_bucket()}/runs/race"
+    lease_for(ObjectStore(uri)).acquire()
+    time.sleep(3.5)
+    outcomes: list[str] = []
+    start = threading.Barrier(4)
+
+    def contend():
+        lease = lease_for(ObjectStore(uri))
+        start.wait()
+        try:
+            lease.acquire()
+            outcomes.append("won")
+        except StoreError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=contend) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["refused", "refused", "refused", "won"]
+
+
+def test_the_best_effort_lease_refuses_a_live_lease_and_takes_an_expired_one(aws, monkeypatch):
+    """What a store without conditional writes gets (docs/cluster.md)."""
+    monkeypatch.setenv("S3L_LEASE_TTL_S", "2")
+    store = ObjectStore(f"s3://{aws.new_bucket()}/runs/plain")
+    Lease(store, BestEffortBackend(store)).acquire()
+    with pytest.raises(StoreError, match="is in use by"):
+        Lease(store, BestEffortBackend(store)).acquire()
+    time.sleep(3.5)
+    Lease(store, BestEffortBackend(store)).acquire()
+
+
+# ------------------------------------------------------------------------- bad input: one line, nothing started
+
+
+def test_an_s3_store_without_boto3_is_refused_rather_than_left_with_a_best_effort_lease(aws, monkeypatch):
+    store = ObjectStore(f"s3://{aws.new_bucket()}/runs/x")
+    monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` raises ImportError
+    with pytest.raises(StoreError, match=r"needs boto3 for its lease .*pip install 's3l-sweep\[s3\]'"):
+        with store.lock():
+            pass
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    import ray
+
+    starts: list[dict] = []
+
+    def refuse(*args, **kwargs):
+        starts.append(kwargs)
+        raise RuntimeError("test: Ray must not start for a refused run")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    return starts
+
+
+@pytest.mark.parametrize("problem", ["missing bucket", "unreachable endpoint", "no credentials"])
+def test_a_bad_object_store_is_one_line_exit_2_and_starts_nothing(s3, tmp_path: Path, monkeypatch, capsys, no_ray, problem: str):
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    endpoint = f"http://127.0.0.1:{free_port()}" if problem == "unreachable endpoint" else s3.endpoint
+    for name, value in aws_env(endpoint, credentials=problem != "no credentials").items():
+        monkeypatch.setenv(name, value)
+    bucket = "s3l-not-there" if problem == "missing bucket" else s3.new_bucket()
+    path = write_study(tmp_path, name="bad", grid=[8], storage=f"s3://{bucket}/runs", report=f"s3://{bucket}/reports")
+    started = time.monotonic()
+    assert main(["run", str(path)]) == 2
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    expected = {"missing bucket": "bucket 's3l-not-there'", "unreachable endpoint": f"cannot reach the object store of s3://{bucket}/runs/bad at {endpoint}",
+                "no credentials": "no credentials for"}[problem]  # fmt: skip
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert no_ray == [] and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+# ------------------------------------------------------------------------- the tiny study, end to end (slow)
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeper", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_the_tiny_study_runs_on_an_object_store_and_a_rerun_reuses_every_trial(s3, tmp_path: Path):
+    bucket = s3.new_bucket()
+    path = write_study(tmp_path, name="tiny", storage=f"s3://{bucket}/runs", report=f"s3://{bucket}/reports")
+    env = clean_env(s3.env)
+    started = time.monotonic()
+    done = run_cli(["run", str(path)], env)
+    first_s = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"results: s3://{bucket}/runs/tiny/results.parquet" in done.stdout and f"report:  s3://{bucket}/reports/tiny/index.html" in done.stdout
+    keys = s3.keys(bucket)
+    records = {k: v for k, v in keys.items() if k.startswith("runs/tiny/trials/")}
+    assert len(records) == 2
+    assert {"runs/tiny/study.yaml", "runs/tiny/state.json", "runs/tiny/results.parquet", "runs/tiny/epochs.parquet", "reports/tiny/index.html"} <= set(keys)
+    assert any(k.startswith("runs/tiny/ray/attempt-") and k.endswith("/checkpoint.pt") for k in keys)  # Ray's storage_path on the same URI
+    assert "runs/tiny/.lease" not in keys  # released
+    assert json.loads(s3.read(bucket, "runs/tiny/state.json"))["state"] == "finished"
+    import io
+
+    results = pd.read_parquet(io.BytesIO(s3.read(bucket, "runs/tiny/results.parquet")))
+    assert (results["status"] == "finished").all() and len(results) == 2
+    assert "tiny: S3L report" in s3.read(bucket, "reports/tiny/index.html").decode()
+
+    started = time.monotonic()
+    again = run_cli(["run", str(path), "--no-report"], env)
+    rerun_s = time.monotonic() - started
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 trials, 2 already finished (reused), 0 to run" in again.stdout
+    assert {k: v for k, v in s3.keys(bucket, "runs/tiny/trials/").items()} == records  # no record written again
+    status = run_cli(["status", f"s3://{bucket}/runs/tiny"], env)
+    assert status.returncode == 0 and "state finished, 2 trial records: 2 finished" in status.stdout, status.stderr
+    print(f"object store: first run {first_s:.1f} s, rerun {rerun_s:.1f} s")
+
+
+@pytest.mark.slow
+def test_driver_sigkill_on_an_object_store_then_run_again_loses_and_repeats_nothing(s3, tmp_path: Path):
+    """A killed driver's lease refuses a second driver until it expires; the run after it reuses
+    every finished trial and continues the interrupted one from its checkpoint in the bucket."""
+    bucket = s3.new_bucket()
+    grid = [8, 10, 12, 14, 16]
+    path = write_study(tmp_path, name="driver", grid=grid, trial={**TINY_TRIAL, "epochs": 10}, max_concurrent=1,
+                       storage=f"s3://{bucket}/runs")  # fmt: skip
+    ttl = 20
+    env = clean_env({**s3.env, "PYTHONUNBUFFERED": "1", "S3L_LEASE_TTL_S": str(ttl)})
+    prefix = "runs/driver/"
+
+    def finished() -> set[str]:
+        return {k.rsplit("/", 1)[1][:-5] for k in s3.keys(bucket, prefix + "trials/")}
+
+    def in_flight_checkpointed() -> set[str]:
+        """Unfinished trials with a checkpoint of one of their first 4 epochs (so several epochs are left to lose)."""
+        keys = [k.split("/") for k in s3.keys(bucket, prefix + "ray/") if k.endswith("/checkpoint.pt")]
+        return {k[4] for k in keys if int(k[5].removeprefix("checkpoint_")) < 4} - finished()
+
+    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not finished():
+            time.sleep(0.3)
+        second = run_cli(["run", str(path), "--no-report"], env, timeout=120)  # while the first driver runs
+        first_still_running = driver.poll() is None
+        while time.monotonic() < deadline and not in_flight_checkpointed():
+            time.sleep(0.3)
+        interrupted = in_flight_checkpointed()
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the embedded Ray it started
+        driver.wait()
+    killed_at = time.monotonic()
+    time.sleep(3)  # a worker of the killed driver's Ray may take a moment to notice
+    assert first_still_running, "the first driver finished before the second one was tried"
+    assert second.returncode == 2 and f"is in use by pid {driver.pid}" in second.stderr, second.stderr[-2000:]
+    before = s3.keys(bucket, prefix + "trials/")
+    assert 1 <= len(before) < len(grid), "the driver must die with the study unfinished"
+    interrupted -= finished()
+    assert interrupted, "no unfinished trial had a checkpoint when the driver was killed"
+    refused = run_cli(["run", str(path), "--no-report"], env, timeout=120)
+    if time.monotonic() - killed_at < ttl - 1:  # the dead driver's lease was still live throughout
+        assert refused.returncode == 2 and "is in use by" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    time.sleep(max(0.0, ttl + 1 - (time.monotonic() - killed_at)))
+    done = run_cli(["run", str(path), "--no-report"], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{len(grid)} trials, {len(before)} already finished (reused), {len(grid) - len(before)} to run" in done.stdout
+    after = s3.keys(bucket, prefix + "trials/")
+    assert {k: after[k] for k in before} == before  # no finished trial was trained again
+    import io
+
+    results = pd.read_parquet(io.BytesIO(s3.read(bucket, prefix + "results.parquet")))
+    assert sorted(results["status"]) == ["finished"] * len(grid) and results["trial_id"].is_unique
+    resumed = {tid: json.loads(s3.read(bucket, f"{prefix}trials/{tid}.json"))["metrics"]["resumed_from_epoch"] for tid in interrupted}
+    assert all(epoch >= 1 for epoch in resumed.values()), f"an interrupted trial restarted from scratch: {resumed}"
