@@ -129,7 +129,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def _dry_run(study: Study, storage: str | None) -> int:
     """What `run` would launch now: the study's trials less those finished in its store."""
     from sweeper.estimate import render_estimate
-    from sweeper.store import StoreError, open_store, store_root
+    from sweeper.object_store import open_store
+    from sweeper.store import StoreError, store_root
 
     root = store_root(study, storage)
     try:
@@ -178,7 +179,8 @@ def _shown(location: Path | str, name: str | None = None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweeper.store import StoreError, open_store
+    from sweeper.object_store import open_store
+    from sweeper.store import StoreError
 
     root = args.target
     try:
@@ -216,7 +218,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sweeper.claim import write_study_report
     from sweeper.object_store import is_uri, join_uri
     from sweeper.results import write_tables
-    from sweeper.store import StoreError, open_store
+    from sweeper.object_store import open_store
+    from sweeper.store import StoreError
 
     location = store_of(args.store, args.storage)
     try:

@@ -29,13 +29,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sweeper.store import StoreError
-
-if TYPE_CHECKING:
-    from sweeper.object_store import ObjectStore
+from sweeper.uris import s3_endpoint, store_problem
 
 log = logging.getLogger("sweeper.store")
 
@@ -59,7 +57,7 @@ class _Taken(Exception):
 class Lease:
     """Acquire, renew and release one store's lease; the backend does the conditional writes."""
 
-    def __init__(self, store: "ObjectStore", backend: "Backend", ttl: float | None = None):
+    def __init__(self, store: Any, backend: "Backend", ttl: float | None = None):
         self.store, self.backend = store, backend
         self.ttl = ttl if ttl is not None else lease_ttl()
         self.token = uuid.uuid4().hex
@@ -165,11 +163,9 @@ class Backend:
 class S3Backend(Backend):
     """The lease through boto3: S3's conditional PUT (If-None-Match / If-Match)."""
 
-    def __init__(self, store: "ObjectStore"):
+    def __init__(self, store: Any):
         import boto3
         from botocore.config import Config
-
-        from sweeper.object_store import s3_endpoint
 
         endpoint, query = s3_endpoint(store.uri)
         options = dict(parse_qsl(query))
@@ -189,8 +185,6 @@ class S3Backend(Backend):
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
-
-        from sweeper.object_store import store_problem
 
         try:
             return getattr(self.client, method)(Bucket=self.bucket, Key=self.key, **kwargs)
@@ -234,7 +228,7 @@ class S3Backend(Backend):
 class BestEffortBackend(Backend):
     """A store without conditional writes through pyarrow: write, settle, read back, compare."""
 
-    def __init__(self, store: "ObjectStore"):
+    def __init__(self, store: Any):
         self.store = store
         self.path = f"{store.base}/{LEASE_NAME}"
 
@@ -282,7 +276,7 @@ class BestEffortBackend(Backend):
             self.store.fs.delete_file(self.path)
 
 
-def lease_for(store: "ObjectStore") -> Lease:
+def lease_for(store: Any) -> Lease:
     """The lease of a store: conditional writes on s3:// (boto3), best effort elsewhere."""
     if urlsplit(store.uri).scheme == "s3":
         try:

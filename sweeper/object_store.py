@@ -17,67 +17,25 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 
-from sweeper.store import STATE_NAME, StoreError, record_shape_problem
+from sweeper.lease import Lease, lease_for
+from sweeper.store import STATE_NAME, Location, Store, StoreError, record_shape_problem
+from sweeper.uris import display_uri, first_line, is_uri, join_uri, local_path_of, s3_endpoint, store_problem
+
+__all__ = ["DRIVER_FILES", "ObjectStore", "check_report_writable", "display_uri", "is_uri", "join_uri", "local_path_of", "open_store", "upload_folder"]
 
 log = logging.getLogger("sweeper.store")
 
-LEASE_NAME = ".lease"
 DRIVER_FILES = ("optuna.db", "mlflow.db")  # SQLite files only the driver opens: kept locally, copied to the store
-
-
-def is_uri(location: str | Path) -> bool:
-    """Whether `storage:` / `report:` names an object store rather than a local path (`file://` is local)."""
-    text = str(location)
-    return "://" in text and not text.startswith("file://")
-
-
-def local_path_of(location: str) -> str:
-    """`file:///x` -> `/x`; anything else unchanged."""
-    return urlsplit(location).path if location.startswith("file://") else location
-
-
-def join_uri(uri: str, *names: str) -> str:
-    """`s3://b/p?q` + `name` -> `s3://b/p/name?q` (the query stays at the end)."""
-    parts = urlsplit(uri)
-    path = "/".join([parts.path.rstrip("/"), *names])
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-
-
-def display_uri(uri: str) -> str:
-    """The URI without its query (which may carry credentials), for messages and reports."""
-    parts = urlsplit(uri)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def s3_endpoint(uri: str) -> tuple[str | None, str]:
-    """(`endpoint_url` as boto3 takes it, or None for AWS itself; the query, completed from the
-    environment) of an s3:// URI."""
-    parts = urlsplit(uri)
-    query = dict(parse_qsl(parts.query))
-    env_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if "endpoint_override" not in query and env_endpoint:
-        endpoint = urlsplit(env_endpoint if "://" in env_endpoint else f"https://{env_endpoint}")
-        query["endpoint_override"] = endpoint.netloc
-        query.setdefault("scheme", endpoint.scheme or "https")
-    if "endpoint_override" in query and "region" not in query:
-        # with an endpoint, never ask AWS where the bucket lives (from_uri would, without a region)
-        query["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    url = None
-    if "endpoint_override" in query:
-        endpoint = query["endpoint_override"]
-        url = endpoint if "://" in endpoint else f"{query.get('scheme', 'https')}://{endpoint}"
-    return url, urlencode(query)
 
 
 def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -89,33 +47,8 @@ def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (OSError, ValueError, TypeError) as exc:
-        raise StoreError(f"cannot open the object store {display_uri(uri)}: {_first_line(exc)}") from None
+        raise StoreError(f"cannot open the object store {display_uri(uri)}: {first_line(exc)}") from None
     return fs, path.rstrip("/")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__
-
-
-def store_problem(uri: str, exc: BaseException) -> str:
-    """One line saying why the object store at `uri` refused an operation."""
-    text = str(exc)
-    where = display_uri(uri)
-    bucket = urlsplit(uri).netloc
-    if "NoSuchBucket" in text or "bucket does not exist" in text.lower() or "Bucket '" in text and "not found" in text.lower():
-        return f"the bucket {bucket!r} of {where} does not exist; create it first"
-    if "Unable to locate credentials" in text or "No credentials" in text:
-        return (f"no credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile or instance role) "
-                "on the driver and every node")
-    if "credentials" in text.lower() or "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
-        return (f"the object store refused the credentials for {where} ({_first_line(exc)}); set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or a profile or instance role) on the driver and every node")
-    if any(s in text for s in ("Connection refused", "Couldn't connect", "Could not connect", "connect to server", "Failed to connect",
-                               "NETWORK_CONNECTION", "timed out", "Could not resolve", "EndpointConnectionError")):
-        endpoint, _ = s3_endpoint(uri) if urlsplit(uri).scheme == "s3" else (None, "")
-        return f"cannot reach the object store of {where}{f' at {endpoint}' if endpoint else ''}: {_first_line(exc)}"
-    return f"cannot use the object store {where}: {_first_line(exc)}"
 
 
 class ObjectStore:
@@ -238,7 +171,7 @@ class ObjectStore:
                 try:
                     pafs.copy_files(remote, local, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
                 except OSError as exc:
-                    log.warning("trial %s: cannot copy checkpoint %s: %s", tid, remote, _first_line(exc))
+                    log.warning("trial %s: cannot copy checkpoint %s: %s", tid, remote, first_line(exc))
                     continue
                 yield Path(local)
 
@@ -247,9 +180,7 @@ class ObjectStore:
         return self.ray_dir, self.fs
 
     # ------------------------------------------------------------------ the driver's lease and state
-    def lease(self) -> Any:
-        from sweeper.lease import lease_for
-
+    def lease(self) -> Lease:
         return lease_for(self)
 
     @contextmanager
@@ -259,8 +190,6 @@ class ObjectStore:
             yield
 
     def is_locked(self) -> bool:
-        from sweeper.lease import lease_for
-
         return lease_for(self).is_live()
 
     def state(self) -> str:
@@ -341,3 +270,10 @@ def check_report_writable(uri: str) -> None:
         fs.delete_file(probe)
     except OSError as exc:
         raise StoreError(store_problem(uri, exc).replace("the object store", "the report folder on the object store", 1)) from None
+
+
+def open_store(location: Location) -> "Store | ObjectStore":
+    """The store at a location: `Store` for a local folder (or `file://`), `ObjectStore` for a URI."""
+    if isinstance(location, str) and is_uri(location):
+        return ObjectStore(location)
+    return Store(Path(local_path_of(str(location))))

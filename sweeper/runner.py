@@ -28,8 +28,8 @@ from sweeper.provenance import provenance
 from sweeper.results import write_tables
 from sweeper.space import points as sweep_points
 from sweeper.space import to_ray_space
-from sweeper.object_store import DRIVER_FILES, ObjectStore, join_uri
-from sweeper.store import Location, Store, StoreError, open_store, store_root
+from sweeper.object_store import DRIVER_FILES, ObjectStore, join_uri, open_store
+from sweeper.store import Location, Store, StoreError, store_root
 from sweeper.study_model import Study
 from sweeper.study_schema import selection_metric
 from sweeper.trainable import (

@@ -10,7 +10,7 @@ Layout:
 
 A trial's id hashes its resolved config and the results version, so a finished record
 is reused whenever the same trial is asked for again. `storage:` may also be an object-store
-URI (`s3://bucket/prefix`): `open_store` then gives an `ObjectStore` (`sweeper/object_store.py`)
+URI (`s3://bucket/prefix`): `sweeper.object_store.open_store` then gives an `ObjectStore`
 with the same interface, whose lock is a lease object (`sweeper/lease.py`).
 """
 
@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, Union
 
 import s3l_core
 from s3l_core.atomic import write_atomic
+from sweeper.uris import is_uri, join_uri, local_path_of
 
 if TYPE_CHECKING:
-    from sweeper.object_store import ObjectStore
     from sweeper.study import Study
 
 # Keys that change where or how fast a trial runs, not what it computes.
@@ -261,18 +261,7 @@ Location = Union[Path, str]  # a local folder, or an object-store URI
 def store_root(study: "Study", storage: str | None = None) -> Location:
     """Where a study's store lives: `<storage>/<name>`, `storage` (e.g. `--storage`) overriding the
     study's; a local path (resolved), or an object-store URI (`s3://bucket/prefix/<name>`)."""
-    from sweeper.object_store import is_uri, join_uri, local_path_of
-
     base = storage or study.storage
     if is_uri(base):
         return join_uri(base, study.name)
     return (Path(local_path_of(base)) / study.name).resolve()
-
-
-def open_store(location: Location) -> "Store | ObjectStore":
-    """The store at a location: `Store` for a local folder, `ObjectStore` for a URI."""
-    from sweeper.object_store import ObjectStore, is_uri, local_path_of
-
-    if isinstance(location, str) and is_uri(location):
-        return ObjectStore(location)
-    return Store(Path(local_path_of(str(location))))

@@ -30,7 +30,8 @@ from s3l_core.trainer import EpochRecord, train
 from sweeper.cost_model import predicted_train_pflops
 from sweeper.live_view import quiet_worker
 from sweeper.space import from_ray_config
-from sweeper.store import Store, open_store, trial_id
+from sweeper.object_store import open_store
+from sweeper.store import Store, trial_id
 from sweeper.study_model import Study
 
 log = logging.getLogger("sweeper.trainable")

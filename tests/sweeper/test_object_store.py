@@ -19,8 +19,8 @@ import pytest
 
 from sweeper.cli import main
 from sweeper.lease import BestEffortBackend, Lease, lease_for
-from sweeper.object_store import ObjectStore
-from sweeper.store import StoreError, open_store
+from sweeper.object_store import ObjectStore, open_store
+from sweeper.store import StoreError
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 from tests.sweeper.s3_server import AWS_VARIABLES, aws_env, clean_env, free_port, start_server
 
