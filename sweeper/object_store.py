@@ -22,14 +22,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import pyarrow.fs as pafs
 
 from sweeper.lease import Lease, lease_for
 from sweeper.store import STATE_NAME, Location, Store, StoreError, record_shape_problem
 from sweeper.uris import display_uri, first_line, is_uri, join_uri, local_path_of, s3_endpoint, store_problem
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs  # imported where used: `status` of a local store stays free of pyarrow and numpy
 
 __all__ = ["DRIVER_FILES", "ObjectStore", "check_report_writable", "display_uri", "is_uri", "join_uri", "local_path_of", "open_store", "upload_folder"]
 
@@ -40,6 +41,8 @@ DRIVER_FILES = ("optuna.db", "mlflow.db")  # SQLite files only the driver opens:
 
 def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """(pyarrow file system, path on it) of a store URI; `StoreError` naming the problem."""
+    import pyarrow.fs as pafs
+
     parts = urlsplit(uri)
     if parts.scheme == "s3":
         _, query = s3_endpoint(uri)
@@ -107,6 +110,8 @@ class ObjectStore:
         return None if data is None else data.decode(errors="replace")
 
     def has(self, name: str) -> bool:
+        import pyarrow.fs as pafs
+
         try:
             return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
         except OSError as exc:
@@ -134,6 +139,8 @@ class ObjectStore:
         return record
 
     def _list(self, directory: str) -> list[pafs.FileInfo]:
+        import pyarrow.fs as pafs
+
         try:
             return self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
         except OSError as exc:
@@ -153,6 +160,8 @@ class ObjectStore:
     def latest_checkpoint_dirs(self, tid: str) -> list[str]:
         """This trial's Ray checkpoint folders from every earlier attempt, newest first (by the
         time their checkpoint file was written: Ray numbers checkpoints afresh in each attempt)."""
+        import pyarrow.fs as pafs
+
         found: list[tuple[float, str]] = []
         for attempt in self._list(self.ray_dir):
             if attempt.type != pafs.FileType.Directory:
@@ -166,6 +175,8 @@ class ObjectStore:
 
     def checkpoint_copies(self, tid: str) -> Iterator[Path]:
         """Each earlier checkpoint of the trial, newest first, copied into a local folder while it is read."""
+        import pyarrow.fs as pafs
+
         for remote in self.latest_checkpoint_dirs(tid):
             with tempfile.TemporaryDirectory(prefix=f"s3l-{tid}-ckpt-") as local:
                 try:
@@ -207,6 +218,8 @@ class ObjectStore:
 
     def check_writable(self, what: str = "the study store") -> None:
         """Raise `StoreError` unless an object can be written, read back and removed under the store."""
+        import pyarrow.fs as pafs
+
         probe = f"{self.base}/.write-check-{uuid.uuid4().hex[:12]}"
         try:
             if urlsplit(self.uri).scheme == "s3":
