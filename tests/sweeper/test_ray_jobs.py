@@ -44,12 +44,18 @@ def job_cluster(s3):
     env = clean_env({**s3.env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "TMPDIR": str(base)})
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     port, dashboard = free_ports(2)
-    common = ["--node-ip-address=127.0.0.1", f"--temp-dir={base / 'ray'}", "--num-cpus=1"]
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1"]
+    # A temp dir per node, as separate machines have: each node's runtime-env agent unpacks the
+    # job's working_dir under <temp-dir>/session_*/runtime_resources/ and, when the job's driver
+    # connects, installs it again with overwrite (rmtree, then unzip). With one temp dir the
+    # worker's agent deleted the directory that the driver on the head runs in, and the driver
+    # failed on a relative path (studies/tiny.yaml, or Tune's os.getcwd()).
     try:
         subprocess.run(["ray", "start", "--head", f"--port={port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                        f"--dashboard-port={dashboard}", *common, *node_ports()],
+                        f"--dashboard-port={dashboard}", f"--temp-dir={base / 'head'}", *common, *node_ports()],
                        env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
-        subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", *common, *node_ports()], env=env, check=True, capture_output=True, timeout=180)
+        subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", f"--temp-dir={base / 'worker'}", *common, *node_ports()],
+                       env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
         yield {"jobs": f"http://127.0.0.1:{dashboard}", "env": env}
     finally:
         kill_ray_processes_under(base)
