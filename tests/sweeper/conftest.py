@@ -51,3 +51,22 @@ def local_ray():
     assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def ray_start_spy(monkeypatch) -> list[dict]:
+    """Replaces Ray's start with a spy that refuses; the list holds each attempted start.
+
+    `is_initialized` answers False as in a fresh `run` process: an earlier test may have left a
+    Ray up in this one, which a run would reuse instead of starting one, hiding a Ray start."""
+    import ray
+
+    starts: list[dict] = []
+
+    def refuse(*args, **kwargs):
+        starts.append(kwargs)
+        raise RuntimeError("test: Ray must not start for a refused run")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    return starts

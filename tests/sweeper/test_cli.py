@@ -122,23 +122,11 @@ def test_status_of_a_killed_drivers_study_is_not_running(tmp_path: Path, capsys)
 
 
 @pytest.mark.parametrize("refusal", ["unwritable store", "store in use"])
-def test_a_refused_run_is_one_line_and_starts_nothing(tmp_path: Path, capsys, monkeypatch, refusal: str):
+def test_a_refused_run_is_one_line_and_starts_nothing(tmp_path: Path, capsys, ray_start_spy, refusal: str):
     """README: an unwritable or locked store is one line, exit 2, nothing started. Ray's start is
     replaced by a spy that refuses, so this test never starts Ray itself."""
-    import ray
-
     from sweeper.store import Store
 
-    starts: list[dict] = []
-
-    def no_ray(*args, **kwargs):
-        starts.append(kwargs)
-        raise RuntimeError("test: Ray must not start for a refused run")
-
-    monkeypatch.setattr(ray, "init", no_ray)
-    # As in a fresh `run` process: an earlier test may have left a Ray up in this one, which a run
-    # would reuse instead of starting one, hiding a Ray start before the refusal.
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     if refusal == "unwritable store":
         path = write_study(tmp_path, name="nowhere", storage="/proc/s3l-runs")
         assert main(["run", str(path), "--no-report"]) == 2
@@ -146,5 +134,5 @@ def test_a_refused_run_is_one_line_and_starts_nothing(tmp_path: Path, capsys, mo
         path = write_study(tmp_path, name="busy")
         with Store(tmp_path / "runs" / "busy").lock():
             assert main(["run", str(path), "--no-report"]) == 2
-    assert starts == []
+    assert ray_start_spy == []
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

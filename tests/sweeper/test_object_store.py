@@ -148,23 +148,8 @@ def test_an_s3_store_without_boto3_is_refused_rather_than_left_with_a_best_effor
             pass
 
 
-@pytest.fixture
-def no_ray(monkeypatch):
-    import ray
-
-    starts: list[dict] = []
-
-    def refuse(*args, **kwargs):
-        starts.append(kwargs)
-        raise RuntimeError("test: Ray must not start for a refused run")
-
-    monkeypatch.setattr(ray, "init", refuse)
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    return starts
-
-
 @pytest.mark.parametrize("problem", ["missing bucket", "unreachable endpoint", "no credentials"])
-def test_a_bad_object_store_is_one_line_exit_2_and_starts_nothing(s3, tmp_path: Path, monkeypatch, capsys, no_ray, problem: str):
+def test_a_bad_object_store_is_one_line_exit_2_and_starts_nothing(s3, tmp_path: Path, monkeypatch, capsys, ray_start_spy, problem: str):
     for name in AWS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     endpoint = f"http://127.0.0.1:{free_port()}" if problem == "unreachable endpoint" else s3.endpoint
@@ -180,7 +165,7 @@ def test_a_bad_object_store_is_one_line_exit_2_and_starts_nothing(s3, tmp_path: 
     expected = {"missing bucket": "bucket 's3l-not-there'", "unreachable endpoint": f"cannot reach the object store of s3://{bucket}/runs/bad at {endpoint}",
                 "no credentials": "no credentials for"}[problem]  # fmt: skip
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
-    assert no_ray == [] and "Traceback" not in err
+    assert ray_start_spy == [] and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
