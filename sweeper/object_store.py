@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sweeper.lease import Lease, lease_for
-from sweeper.store import STATE_NAME, Location, Store, StoreError, record_shape_problem
+from sweeper.store import STATE_NAME, Location, Store, StoreError, finished_ids, json_text, parse_record
 from sweeper.uris import display_uri, first_line, is_uri, join_uri, local_path_of, s3_endpoint, store_problem
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class ObjectStore:
             raise StoreError(store_problem(self.uri, exc)) from None
 
     def put_json(self, name: str, value: Any) -> None:
-        self.put(name, json.dumps(value, indent=1, sort_keys=True, default=str, allow_nan=True))
+        self.put(name, json_text(value))
 
     def get_bytes(self, name: str) -> bytes | None:
         return self._get_path(f"{self.base}/{name}")
@@ -122,21 +122,11 @@ class ObjectStore:
         return f"{self.trials_dir}/{tid}.json"
 
     def write_record(self, record: dict[str, Any]) -> None:
-        self._put_path(self.record_path(record["trial_id"]), json.dumps(record, indent=1, sort_keys=True, default=str, allow_nan=True))
+        self._put_path(self.record_path(record["trial_id"]), json_text(record))
 
     def read_record(self, tid: str) -> dict[str, Any] | None:
         data = self._get_path(self.record_path(tid))
-        if data is None:
-            return None
-        try:
-            record = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None  # a damaged record counts as not computed: the trial runs again
-        problem = record_shape_problem(record, tid)
-        if problem:
-            log.warning("skipping trial record %s: %s", self.join(f"trials/{tid}.json"), problem)
-            return None
-        return record
+        return None if data is None else parse_record(data, tid, self.join(f"trials/{tid}.json"))
 
     def _list(self, directory: str) -> list[pafs.FileInfo]:
         import pyarrow.fs as pafs
@@ -154,7 +144,7 @@ class ObjectStore:
                 yield record
 
     def finished_ids(self) -> set[str]:
-        return {r["trial_id"] for r in self.records() if r.get("status") == "finished"}
+        return finished_ids(self.records())
 
     # ------------------------------------------------------------------ checkpoints
     def latest_checkpoint_dirs(self, tid: str) -> list[str]:

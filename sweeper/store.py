@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -59,8 +59,30 @@ def trial_id(trial_config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def json_text(value: Any) -> str:
+    """How the store writes JSON, on a file system and on an object store alike."""
+    return json.dumps(value, indent=1, sort_keys=True, default=str, allow_nan=True)
+
+
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, indent=1, sort_keys=True, default=str, allow_nan=True))
+    write_atomic(path, json_text(value))
+
+
+def parse_record(data: str | bytes, tid: str, where: str) -> dict[str, Any] | None:
+    """The trial record stored as `data`, or None when it is damaged or of the wrong shape."""
+    try:
+        record = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a damaged record counts as not computed: the trial runs again
+    problem = record_shape_problem(record, tid)
+    if problem:
+        log.warning("skipping trial record %s: %s", where, problem)
+        return None  # like a damaged record: the trial runs again
+    return record
+
+
+def finished_ids(records: Iterable[dict[str, Any]]) -> set[str]:
+    return {r["trial_id"] for r in records if r.get("status") == "finished"}
 
 
 class Store:
@@ -119,16 +141,10 @@ class Store:
     def read_record(self, tid: str) -> dict[str, Any] | None:
         path = self.record_path(tid)
         try:
-            record = json.loads(path.read_text())
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None  # a damaged record counts as not computed: the trial runs again
-        problem = record_shape_problem(record, tid)
-        if problem:
-            log.warning("skipping trial record %s: %s", path, problem)
-            return None  # like a damaged record: the trial runs again
-        return record
+        return parse_record(data, tid, str(path))
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every readable trial record, streamed (the driver never holds them all for long)."""
@@ -140,7 +156,7 @@ class Store:
                 yield record
 
     def finished_ids(self) -> set[str]:
-        return {r["trial_id"] for r in self.records() if r.get("status") == "finished"}
+        return finished_ids(self.records())
 
     def latest_checkpoint_dirs(self, tid: str) -> list[Path]:
         """Ray checkpoint dirs of this trial from every earlier attempt, newest first.
