@@ -89,3 +89,13 @@ def main_cli(argv: list[str]) -> int:
     from sweeper.cli import main
 
     return main(argv)
+
+
+def test_output_closed_by_its_reader_ends_quietly():
+    """`python -m sweeper estimate ... | head -n 1`: the command stops without a traceback when its reader goes away."""
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "estimate", "studies/s3l.yaml"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command writes: its first write finds no reader
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
