@@ -82,9 +82,9 @@ def _eval_shape(config: TrialConfig) -> tuple[int, int, int]:
     if config.dataset.startswith("imagefolder:"):
         from s3l_core.imagefolder import DEFAULT_IMAGE_SIZE
 
-        root = Path(config.dataset.split(":", 1)[1])
-        count = lambda split: sum(1 for c in (root / split).glob("*/*") if c.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
-        return count("train"), count("val"), config.image_size or DEFAULT_IMAGE_SIZE
+        val = Path(config.dataset.split(":", 1)[1]) / "val"
+        val_images = sum(1 for f in val.glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        return dataset_shape(config.dataset)[0], val_images, config.image_size or DEFAULT_IMAGE_SIZE
     shape = BUILTIN_SHAPES[config.dataset]
     return shape.train_images, shape.test_images, shape.native_size
 

@@ -4,7 +4,6 @@ or random search, each counted once per trial id. Light (no torch, Ray or pandas
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sweeper.space import points as sweep_points
@@ -26,9 +25,10 @@ def unique_points(study: Study) -> list[dict[str, Any]]:
 
 
 def point_trial_id(study: Study, point: dict[str, Any]) -> str:
-    """As `sweeper.trainable.trial_id_for`: a CPU-only trial's config says device cpu (its id depends on it)."""
-    config = study.trial_config(point)
-    return trial_id((replace(config, device="cpu") if study.resources.gpu == 0 else config).to_dict())
+    """The store's id of a sweep point's trial, as `sweeper.trainable.trial_id_for` gives it: the
+    id leaves out where a trial runs (`UNHASHED_KEYS`), so the trainable pinning a CPU-only
+    trial to the CPU does not change it."""
+    return trial_id(study.trial_config(point).to_dict())
 
 
 def planned_trials(study: Study) -> int:

@@ -10,7 +10,7 @@ from s3l_core.data import load_dataset
 from s3l_core.schedule import plan_run
 from s3l_core.splits import trial_splits
 from s3l_core.cost import train_step_flops
-from sweeper.cost_model import dataset_shape, predicted_gpu_hours, predicted_train_pflops
+from sweeper.cost_model import dataset_shape, predicted_eval_pflops, predicted_gpu_hours, predicted_train_pflops
 
 
 def config(**raw) -> TrialConfig:
@@ -59,3 +59,18 @@ def test_imagefolder_size_is_counted_from_the_files(tmp_path):
         for i in range(n):
             (tmp_path / "train" / cls / f"{i}.png").write_bytes(b"")
     assert dataset_shape(f"imagefolder:{tmp_path}") == (5, 3, 2)
+
+
+def test_imagefolder_eval_cost_counts_its_val_images(tmp_path):
+    """The test split of an imagefolder is its val/ folder: each of its images is one more forward pass."""
+    def folder(root, val_images: int):
+        for split, count in (("train", 40), ("val", val_images)):
+            for i in range(count):
+                path = root / split / ("cat" if i % 2 else "dog") / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+        return TrialConfig.from_dict({"dataset": f"imagefolder:{root}", "epochs": 1, "batch_size": 8, "image_size": 32,
+                                      "eval": {"linear_probe": False}})
+
+    few, many = predicted_eval_pflops(folder(tmp_path / "a", 4)), predicted_eval_pflops(folder(tmp_path / "b", 24))
+    assert many > few > 0
