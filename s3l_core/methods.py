@@ -88,14 +88,12 @@ class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: Tensor) -> Tensor:
         n, c = x.shape[:2]
         groups = max(g for g in range(1, self.max_groups + 1) if n % g == 0 and n // g >= 2) if n >= 2 else 1
-        grouped = x.float().unflatten(0, (n // groups, groups))  # (n/g, g, C, ...)
-        dims = (0, *range(3, grouped.dim()))
-        var, mean = torch.var_mean(grouped, dim=dims, unbiased=False, keepdim=True)
-        out = (grouped - mean) * torch.rsqrt(var + self.eps)
-        if self.affine:
-            shape = (1, 1, c) + (1,) * (x.dim() - 2)
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out.flatten(0, 1).to(x.dtype)
+        # Sample i is in group i % g, so (n, C, ...) read as (n/g, g*C, ...) puts group j's channel c
+        # in channel j*C + c: one native batch norm then normalises every group (as the MoCo demo).
+        folded = x.float().reshape(n // groups, groups * c, *x.shape[2:])
+        weight, bias = (self.weight.repeat(groups), self.bias.repeat(groups)) if self.affine else (None, None)
+        out = F.batch_norm(folded, None, None, weight, bias, training=True, eps=self.eps)
+        return out.view(x.shape).to(x.dtype)
 
 
 def with_split_batch_norm(module: nn.Module, max_groups: int) -> nn.Module:

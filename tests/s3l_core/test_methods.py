@@ -150,6 +150,22 @@ def test_moco_key_network_normalises_in_groups() -> None:
     assert bn(torch.randn(6, bn.num_features)).shape == (6, bn.num_features)  # 3 groups of 2
 
 
+@pytest.mark.parametrize("shape", [(16, 4, 3, 3), (6, 4)])
+def test_split_batch_norm_is_batch_norm_of_each_group(shape: tuple[int, ...]) -> None:
+    """Each interleaved group is normalised with its own statistics and the layer's affine parameters."""
+    source = torch.nn.BatchNorm2d(4) if len(shape) == 4 else torch.nn.BatchNorm1d(4)
+    with torch.no_grad():
+        source.weight.uniform_(0.5, 2.0)
+        source.bias.uniform_(-1.0, 1.0)
+    bn = SplitBatchNorm(source, max_groups=8)
+    x = torch.randn(shape) * 3 + 1
+    groups = 8 if shape[0] == 16 else 3
+    expected = torch.empty_like(x)
+    for g in range(groups):
+        expected[g::groups] = torch.nn.functional.batch_norm(x[g::groups], None, None, source.weight, source.bias, training=True, eps=bn.eps)
+    torch.testing.assert_close(bn(x), expected, atol=1e-5, rtol=1e-5)
+
+
 def layer_kinds(head: torch.nn.Module) -> list[str]:
     """The head's layers in order, each as a short name with its sizes: ["Linear(64,32,bias)", "BN(32)", "ReLU", ...]."""
     kinds = []
