@@ -77,16 +77,21 @@ def dataset_shape(name: str) -> tuple[int, int, int]:
     return shape.train_images, shape.channels, shape.num_classes
 
 
-def _eval_shape(config: TrialConfig) -> tuple[int, int, int]:
-    """(labelled train images, test images, native size) as the evaluation sees them."""
+def _native_size(config: TrialConfig) -> int:
+    """The side the dataset's images come at (an imagefolder's cache size), without reading a file."""
     if config.dataset.startswith("imagefolder:"):
         from s3l_core.imagefolder import DEFAULT_IMAGE_SIZE
 
+        return config.image_size or DEFAULT_IMAGE_SIZE
+    return BUILTIN_SHAPES[config.dataset].native_size
+
+
+def _test_images(config: TrialConfig) -> int:
+    """The test split's size: an imagefolder's val/ images."""
+    if config.dataset.startswith("imagefolder:"):
         val = Path(config.dataset.split(":", 1)[1]) / "val"
-        val_images = sum(1 for f in val.glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        return dataset_shape(config.dataset)[0], val_images, config.image_size or DEFAULT_IMAGE_SIZE
-    shape = BUILTIN_SHAPES[config.dataset]
-    return shape.train_images, shape.test_images, shape.native_size
+        return sum(1 for f in val.glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    return BUILTIN_SHAPES[config.dataset].test_images
 
 
 def _stem_argument(config: TrialConfig) -> str:
@@ -94,7 +99,7 @@ def _stem_argument(config: TrialConfig) -> str:
     (one place for the stem rule)."""
     from s3l_core.backbone import stem_for
 
-    return stem_for(_eval_shape(config)[2], config.backbone.stem)
+    return stem_for(_native_size(config), config.backbone.stem)
 
 
 def run_plan(config: TrialConfig) -> "RunPlan":
@@ -142,8 +147,8 @@ def predicted_eval_pflops(config: TrialConfig) -> float:
     """Evaluation FLOPs as `s3l_core.protocol` counts them (reference floors are not counted):
     bank and validation features at each monitoring evaluation; bank, validation and test
     features, the linear probe and fine-tuning once at the end."""
-    train_images, test_images, native = _eval_shape(config)
-    _, channels, classes = dataset_shape(config.dataset)
+    train_images, channels, classes = dataset_shape(config.dataset)
+    test_images, native = _test_images(config), _native_size(config)
     val = max(1, round(config.eval.val_fraction * train_images))
     bank = train_images - val
     resolution = config.eval.resolution or native
