@@ -14,6 +14,7 @@ from s3l_core.config import TrialConfig
 from s3l_core.cost import train_step_flops
 from s3l_core.data import load_dataset
 from s3l_core.trainer import train
+from tests.s3l_core.conv_inputs import ConvInputs
 
 TINY = {
     "dataset": "fashion-mnist-sample",
@@ -121,6 +122,17 @@ def test_resolution_stages_train_at_each_resolution(sample):
 def test_every_method_trains_through_the_trainer(sample, method):
     result = train(tiny(method=method, epochs=1, eval={"every": 1, "knn_k": 10, "linear_probe": False, "floors": False}), dataset=sample)
     assert math.isfinite(result.epochs[0].loss) and 0.1 < result.knn_top1 <= 1
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco_v2"])
+def test_training_and_evaluation_feed_every_convolution_channels_last_tensors_on_the_cpu(sample, method):
+    # channels_last is the faster layout on the CPU too (docs/BENCHMARKS.md, section 1); MoCo's
+    # key network, whose split batch norm regroups the batch, must hand it on as well.
+    with ConvInputs("cpu") as convs:
+        train(tiny(method=method, epochs=1), dataset=sample)
+    assert {call.training for call in convs.seen} == {True, False}, "training steps and evaluation passes must both run"
+    nchw = sum(not call.channels_last for call in convs.seen)
+    assert nchw == 0, f"{nchw} of {len(convs.seen)} convolutions were fed NCHW tensors"
 
 
 def test_step_flops_grow_with_resolution_squared():
