@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: machine description, tables, JSON output, the trainer's step.
 
 `TrainStep` and `s3l_batches` reuse s3l_core's own pieces (backbone, method, `make_views`,
-channels_last, bf16 autocast on CUDA) in the order of the trainer's inner loop, so a
+bf16 autocast and channels_last on CUDA) in the order of the trainer's inner loop, so a
 benchmark loop does per step exactly what `s3l_core.trainer.train` does.
 """
 
@@ -105,7 +105,7 @@ class TrainStep:
     """One optimisation step of the trainer (SimCLR by default) on two ready views.
 
     Built like `s3l_core.trainer.train`: same backbone and method builders, SGD with
-    momentum and weight decay, channels_last, bf16 autocast on CUDA, optional
+    momentum and weight decay, channels_last and bf16 autocast on CUDA, optional
     `torch.compile(model.loss)`.
     """
 
@@ -132,6 +132,8 @@ class TrainStep:
         # the method's reference heads at this width, as a trial resolves them
         self.params = TrialConfig.from_dict({"method": method, "backbone": {"width": width}}).method_params
         self.model: SSLMethod = build_method(method, encoder, self.params, num_classes).to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.model.train()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimiser = torch.optim.SGD(trainable, lr=lr, momentum=0.9, weight_decay=5e-4)
@@ -142,8 +144,9 @@ class TrainStep:
     def __call__(self, view1: torch.Tensor, view2: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
         for group in self.optimiser.param_groups:
             group["lr"] = self.lr  # the trainer sets its schedule's lr every step
-        view1 = view1.contiguous(memory_format=torch.channels_last)
-        view2 = view2.contiguous(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            view1 = view1.contiguous(memory_format=torch.channels_last)
+            view2 = view2.contiguous(memory_format=torch.channels_last)
         with self.autocast:
             loss = self.loss_fn(view1, view2, labels)
         self.optimiser.zero_grad(set_to_none=True)

@@ -5,7 +5,7 @@
 
 Pipelines, measured side by side on one model definition and one step:
   s3l      s3l_core's path: uint8 images on the device, views from s3l_core.views.make_views
-           per batch, the trainer's step (channels_last; bf16 autocast on CUDA)
+           per batch, the trainer's step (bf16 autocast + channels_last on CUDA)
   trainer  s3l_core.trainer.train() itself on a synthetic dataset of steps x batch images:
            its own per-epoch img/s of the second epoch (the first is warm-up / compilation)
   peer     per-sample torchvision v2 SimCLR transforms in a DataLoader with --workers
@@ -64,7 +64,8 @@ def run_model_only(args: argparse.Namespace, device: torch.device, resolution: i
     shape = (args.batch, 3, resolution, resolution)
     view1 = torch.randn(shape, device=device, generator=generator)
     view2 = torch.randn(shape, device=device, generator=generator)
-    view1, view2 = (v.contiguous(memory_format=torch.channels_last) for v in (view1, view2))
+    if device.type == "cuda":
+        view1, view2 = (v.contiguous(memory_format=torch.channels_last) for v in (view1, view2))
     labels = torch.zeros(args.batch, dtype=torch.long, device=device)
 
     def same_views():
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ResNet-18 width {args.width} SimCLR, batch {args.batch} (x2 views), {args.steps} timed steps after {args.warmup} warm-up, "
         f"compile={args.compile}{' mode=' + args.compile_mode if args.compile_mode else ''}, "
-        f"channels_last, {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, torch threads {torch.get_num_threads()}",
+        f"{'bf16 autocast + channels_last' if device.type == 'cuda' else 'fp32'}, torch threads {torch.get_num_threads()}",
         flush=True,
     )
     rows = measure(args)

@@ -7,7 +7,6 @@ multiplier is ours. The encoder ends at global average pooling: no classifier he
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 # Below this native image size the ImageNet stem (stride-2 7x7 conv + max-pool) would discard
@@ -146,5 +145,4 @@ def build_resnet(depth: int, width: float, stages: int, in_channels: int, stem: 
         raise ValueError(f"in_channels {in_channels} must be >= 1")
     block, blocks_per_stage = LAYOUTS[depth]
     planes = tuple(max(1, round(BASE_CHANNELS * width * 2**i)) for i in range(stages))
-    # channels_last: the faster layout for these convolutions on CUDA and on the CPU too (BENCHMARKS 1)
-    return ResNet(block, blocks_per_stage[:stages], planes, in_channels, stem).to(memory_format=torch.channels_last)
+    return ResNet(block, blocks_per_stage[:stages], planes, in_channels, stem)

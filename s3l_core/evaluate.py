@@ -32,7 +32,8 @@ def extract_features(
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device, non_blocking=True)
         x = eval_batch(batch, resolution, mean, std)
-        x = x.contiguous(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
             chunks.append(encoder(x).float())
     return F.normalize(torch.cat(chunks), dim=1)
