@@ -93,7 +93,7 @@ class SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
         folded = x.float().reshape(n // groups, groups * c, *x.shape[2:])
         weight, bias = (self.weight.repeat(groups), self.bias.repeat(groups)) if self.affine else (None, None)
         out = F.batch_norm(folded, None, None, weight, bias, training=True, eps=self.eps)
-        return torch.empty_like(x).copy_(out.view(x.shape))  # back in x's dtype and memory layout (channels_last)
+        return out.view(x.shape).to(x.dtype)
 
 
 def with_split_batch_norm(module: nn.Module, max_groups: int) -> nn.Module:
