@@ -20,7 +20,8 @@
 #   4. Fashion-MNIST SimCLR ResNet-18 w1.0 at 28 px through `python -m s3l_core train`,
 #      epochs = what fits the remaining budget at the 32 px rate step 1 measured (10..100;
 #      without step 1 in this run, a 32 px trainer-only throughput run measures it first),
-#      or $FMNIST_EPOCHS when set
+#      or $FMNIST_EPOCHS when set; $FMNIST_SET adds settings to it, e.g.
+#      FMNIST_SET="augment.min_scale=0.4 method_params.temperature=0.2" (each becomes --set K=V)
 # The Ray bundle and Fashion-MNIST (30 MB) may not fit one device call's 64 MiB together:
 # then run `throughput packing compile` carrying the bundle, and `fmnist` in a second call.
 set -uo pipefail
@@ -134,9 +135,12 @@ else
   fi
   warmup=$((epochs / 10 < 5 ? epochs / 10 : 5))
   echo "== fashion-mnist: $epochs epochs (warm-up $warmup) for a ${train_budget}s training budget: $(tail -n 1 "$log")" | tee -a "$log"
+  extra_sets=()
+  for kv in ${FMNIST_SET:-}; do extra_sets+=(--set "$kv"); done
+  [ ${#extra_sets[@]} -gt 0 ] && echo "FMNIST_SET=$FMNIST_SET" | tee -a "$log"
   step fashion-mnist $((train_budget + 45)) "$PY" -m s3l_core train --dataset fashion-mnist --data-dir "$fm" \
     --method simclr --depth 18 --epochs "$epochs" "${fm_args[@]}" --set eval.every=10 \
-    --set optimizer.warmup_epochs="$warmup" --out "$fm_out"
+    --set optimizer.warmup_epochs="$warmup" "${extra_sets[@]}" --out "$fm_out"
 fi
 [ -f "$fm_out/metrics.json" ] && cp "$fm_out/metrics.json" "$out/fmnist_metrics.json"
 rm -rf "$fm_out"

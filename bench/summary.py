@@ -104,7 +104,8 @@ def summarise(directory: Path, wall_s: float | None, smoke: bool = False) -> lis
         config = fmnist.get("config", {})
         value = (
             f"kNN {knn:.4f} (best {fmnist.get('knn_top1_best', float('nan')):.4f}), linear {fmnist.get('linear_top1') or float('nan'):.4f}, "
-            f"{config.get('epochs')} epochs, {fmnist.get('wall_s', 0):.0f} s, {fmnist.get('img_per_s', 0):,.0f} img/s"
+            f"{config.get('epochs')} epochs, crops from {config.get('augment', {}).get('min_scale') or 'the preset'}, "
+            f"{fmnist.get('wall_s', 0):.0f} s, {fmnist.get('img_per_s', 0):,.0f} img/s"
         )
         add("Fashion-MNIST SimCLR R18 w1.0 28 px", value, f"kNN >= {KNN_TARGET}", knn is not None and knn >= KNN_TARGET)
     else:

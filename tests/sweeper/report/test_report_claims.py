@@ -64,7 +64,7 @@ def test_one_seed_uses_the_binomial_error_says_so_and_a_small_gap_is_inconclusiv
     head = headline(df, OBJ, knobs=["resolution"])
     text = " ".join(head.sentences)
     assert "one seed, test-set noise only" in text
-    assert "binomial standard error of the test accuracy (2,000 test images, about ±1.0 points)" in text
+    assert "binomial standard error of the test accuracy (2,000 test images: about ±1.0 points, ±1.9 at 95%)" in text
     pairs = fair_pairs(configurations(df, ["resolution"]), ["resolution"])
     row = pairs.iloc[0]
     assert row["verdict"] == INCONCLUSIVE
