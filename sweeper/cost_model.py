@@ -28,9 +28,12 @@ from s3l_core.dataset_catalog import BUILTIN_SHAPES
 
 REFERENCE_RESOLUTION = 32
 REFERENCE_BATCH = 256
-# Effective throughput of the s3l_core step on one H100 or H200 (ResNet-18, 32 px, two views):
-# an assumption until bench/gpu.sh has run on a GPU (docs/design.md, "Cost"; docs/BENCHMARKS.md,
-# "GPU figures").
+# Effective throughput of the s3l_core step on one H100 or H200, assumed for every trial shape.
+# The one H200 run of bench/gpu.sh measured ResNet-18 w1.0 at batch 512 only (train(): about
+# 160 TFLOP/s at 32 px, less at 16 px, where a step is launch-bound). Narrower, smaller trials
+# were not measured; being launch-bound they get fewer FLOP/s still, so one figure cannot fit
+# all shapes: full-width estimates are pessimistic, narrow small-image ones optimistic
+# (docs/design.md, "Cost"; docs/BENCHMARKS.md, "GPU figures").
 ASSUMED_GPU_TFLOPS = 24.0
 RECALIBRATION_IMAGES = 4096  # s3l_core.finetune.RECALIBRATION_IMAGES (imported lazily there: torch)
 LINEAR_PROBE_CLOSURE_CALLS = 100  # L-BFGS max_iter in s3l_core.evaluate.linear_probe_top1 (an upper bound)
@@ -61,8 +64,8 @@ class DeviceRate:
 
 
 GPU_RATES: tuple[DeviceRate, ...] = (
-    DeviceRate("H100", ASSUMED_GPU_TFLOPS, "assumed (docs/BENCHMARKS.md: GPU figures not yet measured)", True),
-    DeviceRate("H200", ASSUMED_GPU_TFLOPS, "assumed, as H100 (same bf16 peak; not yet measured)", True),
+    DeviceRate("H100", ASSUMED_GPU_TFLOPS, "assumed (no H100 figure; docs/design.md, Cost)", True),
+    DeviceRate("H200", ASSUMED_GPU_TFLOPS, "assumed (R18 w1.0 measured ~160 at 32 px; narrow, small trials far less)", True),
 )
 
 
