@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .compare import config_words, configurations, reported_column, selection_column
-from .stats import BINOMIAL, NONE, Interval, binomial_se, mean_interval
+from .stats import BINOMIAL, NONE, Interval, mean_interval
 from .summary import describe_value, fmt_acc, fmt_pct, label, plural, primary_cost, scaled_kind, status_counts
 from .verdict import (
     FAILS,
@@ -119,10 +119,9 @@ def noise_sentence(configs: pd.DataFrame) -> str:
             return ("One seed per configuration and no test-set size recorded: these numbers carry no interval; "
                     "differences of a point or two may be noise.")
         n = float(sizes.median())
-        accuracy = float(configs["accuracy"].median())
-        se, half_width = binomial_se(accuracy, n), mean_interval([accuracy], n).half_width
+        typical = mean_interval([float(configs["accuracy"].median())], n)
         return (f"One seed per configuration: intervals come from the binomial standard error of the test accuracy "
-                f"({n:,.0f} test images: about ±{100 * se:.1f} points, ±{100 * half_width:.1f} at 95%), "
+                f"({n:,.0f} test images: about ±{100 * typical.se:.1f} points, ±{100 * typical.half_width:.1f} at 95%), "
                 "which leaves seed-to-seed variation out.")
     seeds = configs["n_seeds"]
     spread = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
