@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from s3l_core.backbone import build_resnet, stem_for
+from s3l_core.backbone import build_resnet, conv_memory_format, stem_for
 from s3l_core.config import AugmentConfig, BackboneConfig, TrialConfig
 from s3l_core.cost import train_step_flops
 from s3l_core.methods import SSLMethod, build_method
@@ -132,8 +132,8 @@ class TrainStep:
         # the method's reference heads at this width, as a trial resolves them
         self.params = TrialConfig.from_dict({"method": method, "backbone": {"width": width}}).method_params
         self.model: SSLMethod = build_method(method, encoder, self.params, num_classes).to(device)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.layout = conv_memory_format(device)
+        self.model = self.model.to(memory_format=self.layout)
         self.model.train()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimiser = torch.optim.SGD(trainable, lr=lr, momentum=0.9, weight_decay=5e-4)
@@ -144,9 +144,7 @@ class TrainStep:
     def __call__(self, view1: torch.Tensor, view2: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
         for group in self.optimiser.param_groups:
             group["lr"] = self.lr  # the trainer sets its schedule's lr every step
-        if self.device.type == "cuda":
-            view1 = view1.contiguous(memory_format=torch.channels_last)
-            view2 = view2.contiguous(memory_format=torch.channels_last)
+        view1, view2 = view1.contiguous(memory_format=self.layout), view2.contiguous(memory_format=self.layout)
         with self.autocast:
             loss = self.loss_fn(view1, view2, labels)
         self.optimiser.zero_grad(set_to_none=True)

@@ -39,6 +39,7 @@ from bench.common import (
     timed_steps,
     write_json,
 )
+from s3l_core.backbone import conv_memory_format
 
 PIPELINES = ("s3l", "trainer", "peer", "model")
 
@@ -64,8 +65,7 @@ def run_model_only(args: argparse.Namespace, device: torch.device, resolution: i
     shape = (args.batch, 3, resolution, resolution)
     view1 = torch.randn(shape, device=device, generator=generator)
     view2 = torch.randn(shape, device=device, generator=generator)
-    if device.type == "cuda":
-        view1, view2 = (v.contiguous(memory_format=torch.channels_last) for v in (view1, view2))
+    view1, view2 = (v.contiguous(memory_format=conv_memory_format(device)) for v in (view1, view2))
     labels = torch.zeros(args.batch, dtype=torch.long, device=device)
 
     def same_views():

@@ -7,6 +7,7 @@ multiplier is ours. The encoder ends at global average pooling: no classifier he
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 # Below this native image size the ImageNet stem (stride-2 7x7 conv + max-pool) would discard
@@ -146,3 +147,10 @@ def build_resnet(depth: int, width: float, stages: int, in_channels: int, stem: 
     block, blocks_per_stage = LAYOUTS[depth]
     planes = tuple(max(1, round(BASE_CHANNELS * width * 2**i)) for i in range(stages))
     return ResNet(block, blocks_per_stage[:stages], planes, in_channels, stem)
+
+
+def conv_memory_format(device: torch.device) -> torch.memory_format:
+    """The layout the trainer and evaluation give the ResNet and its inputs: channels_last on
+    CUDA, where it is faster; NCHW on the CPU, where channels_last corrupted the heap at narrow
+    widths (docs/BENCHMARKS.md, section 1)."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from s3l_core.backbone import conv_memory_format
 from s3l_core.views import eval_batch
 
 FEATURE_BATCH = 1024
@@ -29,11 +30,10 @@ def extract_features(
     """L2-normalised float32 features of uint8 `images` at `resolution`, on `device`."""
     chunks = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    layout = conv_memory_format(device)
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device, non_blocking=True)
-        x = eval_batch(batch, resolution, mean, std)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = eval_batch(batch, resolution, mean, std).contiguous(memory_format=layout)
         with autocast:
             chunks.append(encoder(x).float())
     return F.normalize(torch.cat(chunks), dim=1)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from s3l_core.backbone import build_resnet, stem_for
+from s3l_core.backbone import build_resnet, conv_memory_format, stem_for
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from s3l_core.config import TrialConfig
 from s3l_core.cost import train_step_flops
@@ -159,8 +159,8 @@ def train(
     b = config.backbone
     encoder = build_resnet(b.depth, b.width, b.stages, data.channels, stem)
     model: SSLMethod = build_method(config.method, encoder, config.method_params, data.num_classes, num_train_images=splits.pretrain_size).to(device)
-    if device.type == "cuda":  # not on the CPU: there it corrupts the heap at narrow widths (docs/BENCHMARKS.md, section 1)
-        model = model.to(memory_format=torch.channels_last)
+    layout = conv_memory_format(device)
+    model = model.to(memory_format=layout)
     optimiser = build_optimizer(model, config.optimizer)
     stream = BatchStream(splits.pretrain_size, plan.batch_size, torch.Generator().manual_seed(config.seed))
     view_rng = torch.Generator(device=device).manual_seed(config.seed + 1)
@@ -212,9 +212,7 @@ def train(
                 group["lr"] = lr
             index = stream.next().to(device)
             view1, view2 = make_views(pretrain_images[index], stage.resolution, presets[stage.resolution], mean, std, view_rng)
-            if device.type == "cuda":
-                view1 = view1.contiguous(memory_format=torch.channels_last)
-                view2 = view2.contiguous(memory_format=torch.channels_last)
+            view1, view2 = view1.contiguous(memory_format=layout), view2.contiguous(memory_format=layout)
             with autocast:
                 loss = loss_fn(view1, view2, pretrain_labels[index])
             optimiser.zero_grad(set_to_none=True)
