@@ -1,9 +1,11 @@
 """Predict a trial's cost before it runs: FLOPs (train + evaluation), then wall time and
 device-hours on the CPU of this machine and on the GPU kinds of docs/BENCHMARKS.md.
 
-Train FLOPs scale one measured reference (the FLOPs of a width-1.0 step at 32 px for the
-same depth, stage count and method) by width squared, resolution squared and the number of
-images: the textbook scaling of a convolutional network. Evaluation FLOPs are counted the
+Train FLOPs scale one counted reference (the FLOPs of a width-1.0 step at the same
+resolution, depth, stage count and method) by width squared and the number of images: the
+textbook scaling of a convolutional network's width. Resolution is counted, not scaled: at
+14 px the strided stages round 7, 3.5 and 1.75 up to 7, 4 and 2, so a step costs about 1.2x
+what resolution squared from 32 px says. Evaluation FLOPs are counted the
 way the trainer counts them (a feature pass over the train and test splits at each kNN
 evaluation, the kNN similarity matmul, the linear probe), so the prediction, the budget
 (`budget.pflops`) and the ledger all mean the same thing: train + evaluation FLOPs, the
@@ -19,14 +21,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from s3l_core.config import TrialConfig
+from s3l_core.config import MethodConfig, TrialConfig
+from s3l_core.recipes import head_sizes
 
 if TYPE_CHECKING:
     from s3l_core.schedule import RunPlan
 from s3l_core.cost import forward_flops_per_image, train_step_flops
 from s3l_core.dataset_catalog import BUILTIN_SHAPES
 
-REFERENCE_RESOLUTION = 32
 REFERENCE_BATCH = 256
 # Effective throughput of the s3l_core step on one H100 or H200, assumed for every trial shape.
 # The one H200 run of bench/gpu.sh measured ResNet-18 w1.0 at batch 512 only (train(): about
@@ -97,7 +99,7 @@ def _test_images(config: TrialConfig) -> int:
     return BUILTIN_SHAPES[config.dataset].test_images
 
 
-def _stem_argument(config: TrialConfig) -> str:
+def stem_argument(config: TrialConfig) -> str:
     """The stem the cost references are counted with: the dataset's, as the trainer builds it
     (one place for the stem rule)."""
     from s3l_core.backbone import stem_for
@@ -120,17 +122,40 @@ def run_plan(config: TrialConfig) -> "RunPlan":
     return plan_run(config, subset, bank + unlabelled)
 
 
-def predicted_train_pflops(config: TrialConfig) -> float:
+def _heads_at_full_width(config: TrialConfig) -> MethodConfig:
+    """`config`'s head sizes as they would be at width 1.0 (those the recipe scaled with the width;
+    sizes a study set stay), so one counted reference serves every width of a study."""
+    scaled = head_sizes(config.method, config.backbone.width)
+    full = head_sizes(config.method, 1.0)
+    m = config.method_params
+    names = ("hidden_dim", "projection_dim", "predictor_hidden_dim")
+    return replace(m, **{n: f if getattr(m, n) == s else getattr(m, n) for n, s, f in zip(names, scaled, full)})
+
+
+def predicted_train_pflops_by_resolution(config: TrialConfig) -> dict[int, float]:
+    """Training PFLOPs of each pre-training resolution of `config` (one entry unless it has a schedule)."""
     plan = run_plan(config)
     batch = plan.batch_size
     images, channels, classes = dataset_shape(config.dataset)
     reference_backbone = replace(config.backbone, width=1.0)
-    reference = train_step_flops(
-        config.method, reference_backbone, config.method_params, channels, classes, _stem_argument(config), REFERENCE_RESOLUTION, REFERENCE_BATCH
-    )
-    per_image = reference / REFERENCE_BATCH * config.backbone.width**2
-    total = sum(per_image * (stage.resolution / REFERENCE_RESOLUTION) ** 2 * batch * stage.steps for stage in plan.stages)
-    return total / 1e15
+    reference_params = _heads_at_full_width(config)
+    by_resolution: dict[int, float] = {}
+    for stage in plan.stages:
+        reference = train_step_flops(
+            config.method, reference_backbone, reference_params, channels, classes, stem_argument(config), stage.resolution, REFERENCE_BATCH
+        )
+        flops = reference / REFERENCE_BATCH * config.backbone.width**2 * batch * stage.steps
+        by_resolution[stage.resolution] = by_resolution.get(stage.resolution, 0.0) + flops / 1e15
+    return by_resolution
+
+
+def predicted_train_pflops(config: TrialConfig) -> float:
+    return sum(predicted_train_pflops_by_resolution(config).values())
+
+
+def eval_resolution(config: TrialConfig) -> int:
+    """The resolution features are taken at: `eval.resolution`, else the dataset's native size."""
+    return config.eval.resolution or _native_size(config)
 
 
 def _feature_dim(config: TrialConfig) -> int:
@@ -151,12 +176,11 @@ def predicted_eval_pflops(config: TrialConfig) -> float:
     bank and validation features at each monitoring evaluation; bank, validation and test
     features, the linear probe and fine-tuning once at the end."""
     train_images, channels, classes = dataset_shape(config.dataset)
-    test_images, native = _test_images(config), _native_size(config)
+    test_images = _test_images(config)
     val = max(1, round(config.eval.val_fraction * train_images))
     bank = train_images - val
-    resolution = config.eval.resolution or native
-    reference = forward_flops_per_image(replace(config.backbone, width=1.0), channels, _stem_argument(config), REFERENCE_RESOLUTION)
-    per_image = reference * config.backbone.width**2 * (resolution / REFERENCE_RESOLUTION) ** 2
+    resolution = eval_resolution(config)
+    per_image = forward_flops_per_image(replace(config.backbone, width=1.0), channels, stem_argument(config), resolution) * config.backbone.width**2
     dim = _feature_dim(config)
     recalibration = per_image * min(bank, RECALIBRATION_IMAGES) if config.eval.bn_recalibrate else 0.0
     monitor = recalibration + per_image * (bank + val) + 2.0 * bank * val * dim
@@ -181,6 +205,16 @@ def predicted_gpu_hours(pflops: float, gpu_fraction: float) -> float:
 def predicted_seconds(pflops: float, rate: DeviceRate) -> float:
     """Wall seconds of `pflops` at a device's effective rate (start-up and data loading apart)."""
     return pflops * 1e15 / (rate.tflops * 1e12)
+
+
+def makespan(trial_seconds: list[float], slots: int) -> float:
+    """Wall seconds of trials started in order, each as soon as one of `slots` is free (as Ray
+    starts them): a long trial beside short ones sets the time, not the mean."""
+    free_at = [0.0] * max(1, slots)
+    for seconds in trial_seconds:
+        earliest = min(range(len(free_at)), key=free_at.__getitem__)
+        free_at[earliest] += seconds
+    return max(free_at)
 
 
 def concurrent_trials(max_concurrent: int, cpus_per_trial: float, gpu_per_trial: float, rate: DeviceRate, cpu_count: int) -> int:

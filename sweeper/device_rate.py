@@ -1,20 +1,62 @@
-"""This machine's CPU rate for the cost model: effective TFLOP/s of a trainer step, measured
-once (about two seconds) and cached per CPU model, thread count and torch version."""
+"""This machine's CPU rate for the cost model: effective TFLOP/s of a trainer step of a given
+trial shape, measured once (about two seconds) and cached per CPU model, thread count, torch
+version and shape.
+
+The rate depends on the shape: on a CPU a narrow or small-image step spends much of its time
+on memory traffic and per-layer overhead rather than arithmetic (about 0.018 TFLOP/s for a
+ResNet-10 at width 0.25 and 8 px, 0.045 for a ResNet-18 at width 0.5 and 16 px, one thread of
+the 2-core machine of docs/BENCHMARKS.md), so `estimate` measures each shape a study trains.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from s3l_core.cache import cache_dir  # torch-free: `estimate` reads the cached rate without torch
-from sweeper.cost_model import DeviceRate
+from s3l_core.config import BackboneConfig, MethodConfig, TrialConfig
+from sweeper.cost_model import (
+    DeviceRate,
+    dataset_shape,
+    eval_resolution,
+    predicted_cost,
+    predicted_eval_pflops,
+    predicted_train_pflops_by_resolution,
+    stem_argument,
+)
 
-# The measured step: SimCLR, ResNet-18 at width 0.25, 16 px, batch 64, one channel; the size
-# of the CPU-sized studies (studies/cpu/, quickstart), whose rate is what a CPU user plans with.
-PROBE_WIDTH, PROBE_RESOLUTION, PROBE_BATCH, PROBE_SECONDS = 0.25, 16, 64, 1.5
+PROBE_SECONDS = 1.5  # timed steps per shape, after one warm-up step (at least two steps)
+PROBE_MAX_BATCH = 64
+PROBE_STEP_FLOPS = 8e9  # heavier shapes are timed at a smaller batch: per-image time barely depends on it on a CPU
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """What a trainer step's speed depends on: the method, network, input and resolution."""
+
+    method: str
+    backbone: BackboneConfig
+    params: MethodConfig
+    channels: int
+    classes: int
+    stem: str
+    resolution: int
+
+    @property
+    def label(self) -> str:
+        b = self.backbone
+        return f"{self.method} ResNet-{b.depth} w{b.width:g} {b.stages} stages {self.stem} stem {self.channels}ch {self.resolution}px"
+
+
+def step_shape(config: TrialConfig, resolution: int) -> StepShape:
+    """The shape of `config`'s pre-training step at `resolution`, with the dataset's stem."""
+    _, channels, classes = dataset_shape(config.dataset)
+    return StepShape(config.method, config.backbone, config.method_params, channels, classes, stem_argument(config), resolution)
 
 
 def _cpu_model() -> str:
@@ -28,30 +70,29 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cache_path() -> Path:
+def cache_path() -> Path:
     return cache_dir() / "cpu_rate.json"
 
 
-def measure_cpu_tflops(threads: int) -> float:
-    """Time SGD steps of the probe model on the CPU with `threads` torch threads."""
+def measure_cpu_tflops(threads: int, shape: StepShape) -> float:
+    """Time optimiser steps of `shape` on the CPU with `threads` torch threads."""
     import torch
 
-    from s3l_core.backbone import build_resnet, stem_for
-    from s3l_core.config import TrialConfig
+    from s3l_core.backbone import build_resnet
     from s3l_core.cost import train_step_flops
     from s3l_core.methods import build_method
 
-    probe = TrialConfig.from_dict({"dataset": "fashion-mnist-sample", "method": "simclr", "backbone": {"width": PROBE_WIDTH}})
-    backbone, params = probe.backbone, probe.method_params
-    stem = stem_for(28)
+    b = shape.backbone
+    per_image = train_step_flops(shape.method, b, shape.params, shape.channels, shape.classes, shape.stem, shape.resolution, PROBE_MAX_BATCH) / PROBE_MAX_BATCH
+    batch = int(max(2, min(PROBE_MAX_BATCH, PROBE_STEP_FLOPS // per_image)))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         generator = torch.Generator().manual_seed(0)
-        model = build_method("simclr", build_resnet(backbone.depth, backbone.width, backbone.stages, 1, stem), params, 10)
+        model = build_method(shape.method, build_resnet(b.depth, b.width, b.stages, shape.channels, shape.stem), shape.params, shape.classes)
         optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
-        views = [torch.randn(PROBE_BATCH, 1, PROBE_RESOLUTION, PROBE_RESOLUTION, generator=generator) for _ in range(2)]
-        labels = torch.zeros(PROBE_BATCH, dtype=torch.long)
+        views = [torch.randn(batch, shape.channels, shape.resolution, shape.resolution, generator=generator) for _ in range(2)]
+        labels = torch.randint(0, shape.classes, (batch,), generator=generator)
 
         def step() -> None:
             optimiser.zero_grad(set_to_none=True)
@@ -60,34 +101,70 @@ def measure_cpu_tflops(threads: int) -> float:
 
         step()  # warm-up: first-call allocations
         steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < PROBE_SECONDS:
+        while steps < 2 or time.perf_counter() - start < PROBE_SECONDS:
             step()
             steps += 1
         seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(before)
-    flops = train_step_flops("simclr", backbone, params, 1, 10, stem, PROBE_RESOLUTION, PROBE_BATCH)
-    return flops * steps / seconds / 1e12
+    return per_image * batch * steps / seconds / 1e12
 
 
-def cpu_rate(threads: int, measure: bool = True) -> DeviceRate | None:
-    """This machine's rate at `threads` threads per trial: cached, else measured now (or None
-    when `measure` is False and nothing is cached)."""
+def cpu_rates(threads: int, shapes: list[StepShape], measure: bool = True) -> dict[StepShape, float] | None:
+    """TFLOP/s of each shape at `threads` threads per trial: cached, else measured now (or None
+    when `measure` is False and a shape is not cached)."""
     import torch
 
     threads = max(1, min(threads, os.cpu_count() or 1))
-    key = f"{_cpu_model()}|{os.cpu_count()} cpus|{threads} threads|torch {torch.__version__}"
-    path = _cache_path()
+    machine = f"{_cpu_model()}|{os.cpu_count()} cpus|{threads} threads|torch {torch.__version__}"
+    path = cache_path()
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if key not in cached:
+    keys = {shape: f"{machine}|{shape.label}" for shape in shapes}
+    missing = [shape for shape in dict.fromkeys(shapes) if keys[shape] not in cached]
+    if missing:
         if not measure:
             return None
-        cached[key] = measure_cpu_tflops(threads)
+        print(f"measuring this CPU's speed for {len(missing)} trial shape(s), once (cached in {path})", file=sys.stderr, flush=True)
+        for shape in missing:
+            cached[keys[shape]] = measure_cpu_tflops(threads, shape)
         from s3l_core.atomic import write_atomic
 
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(cached, indent=1))
-    return DeviceRate(f"CPU ({threads} thread{'s' if threads > 1 else ''}/trial)", float(cached[key]), f"measured on this machine ({path})", False)
+    return {shape: float(cached[keys[shape]]) for shape in shapes}
+
+
+def trial_shapes(config: TrialConfig) -> list[StepShape]:
+    """Every step shape a trial runs: each pre-training resolution and the evaluation resolution."""
+    resolutions = [*predicted_train_pflops_by_resolution(config), eval_resolution(config)]
+    return [step_shape(config, r) for r in dict.fromkeys(resolutions)]
+
+
+def cpu_trial_seconds(configs: list[TrialConfig], threads: int, measure: bool = True) -> list[float] | None:
+    """Predicted CPU seconds of each trial: each pre-training resolution's FLOPs at the rate of its
+    own shape, the evaluation's at the evaluation resolution's (None when `measure` is False and
+    a shape is not cached)."""
+    rates = cpu_rates(threads, [shape for c in configs for shape in trial_shapes(c)], measure)
+    if rates is None:
+        return None
+    seconds = []
+    for c in configs:
+        parts = [*predicted_train_pflops_by_resolution(c).items(), (eval_resolution(c), predicted_eval_pflops(c))]
+        seconds.append(sum(pflops * 1e3 / rates[step_shape(c, r)] for r, pflops in parts))  # PFLOP / (TFLOP/s) = 1e3 s
+    return seconds
+
+
+def cpu_rate(config: TrialConfig, threads: int, measure: bool = True) -> DeviceRate | None:
+    """This CPU's effective rate for trials like `config` (its FLOPs over its predicted seconds)."""
+    seconds = cpu_trial_seconds([config], threads, measure)
+    if seconds is None:
+        return None
+    tflops = predicted_cost(config).total_pflops * 1e3 / seconds[0]
+    return DeviceRate(cpu_rate_name(threads), tflops, f"measured on this machine at the base trial's shape ({cache_path()})", False)
+
+
+def cpu_rate_name(threads: int) -> str:
+    return f"CPU ({threads} thread{'s' if threads > 1 else ''}/trial)"

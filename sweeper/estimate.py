@@ -5,8 +5,8 @@ Grid and random studies list their trials (random draws are seeded, so they are 
 advance). Optuna studies sample adaptively: they show the space, the sample count and the
 cost range (cheapest and dearest corner of the space, and the mean over uniform draws).
 Costs are train + evaluation FLOPs, the quantity `budget.pflops` and the ledger charge, turned
-into wall time and device-hours on this machine's CPU (a measured rate) and on the GPU kinds
-of `sweeper.cost_model.GPU_RATES`.
+into wall time and device-hours on this machine's CPU (a rate measured for each trial shape)
+and on the GPU kinds of `sweeper.cost_model.GPU_RATES`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_trials, predicted_cost, predicted_seconds
+from s3l_core.config import TrialConfig
+from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_trials, makespan, predicted_cost, predicted_seconds
 from sweeper.results import schedule_label
 from sweeper.plan import is_sampled, pending_points, unique_points
 from sweeper.space import random_points
@@ -94,13 +95,35 @@ def cost_range(study: Study) -> CostRange:
 # ------------------------------------------------------------------------------ devices
 
 
-def device_rates(study: Study, measure_cpu: bool = True) -> list[DeviceRate]:
-    """This machine's CPU (measured once, cached) and the GPU kinds of the cost model."""
-    from sweeper.device_rate import cpu_rate
+@dataclass(frozen=True)
+class DeviceTimes:
+    """One device kind's predicted seconds for each trial, in launch order. For this CPU,
+    `rate.tflops` is the study's FLOPs over its predicted seconds (each shape has its own rate)."""
 
-    rates = list(GPU_RATES)
-    cpu = cpu_rate(max(1, int(study.resources.cpu)), measure=measure_cpu)
-    return ([cpu] if cpu else []) + rates
+    rate: DeviceRate
+    trial_seconds: tuple[float, ...]
+
+
+def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflops: list[float], measure_cpu: bool = True) -> list[DeviceTimes]:
+    """This machine's CPU (measured once per trial shape, cached) and the GPU kinds of the cost
+    model. `configs` lists the trials (None for a sampled study: its CPU rate is the base trial's)."""
+    from sweeper.device_rate import cache_path, cpu_rate, cpu_rate_name, cpu_trial_seconds, trial_shapes
+
+    threads = max(1, int(study.resources.cpu))
+    times = []
+    if configs is not None:
+        seconds = cpu_trial_seconds(configs, threads, measure_cpu)
+        if seconds is not None:
+            tflops = sum(per_trial_pflops) * 1e3 / sum(seconds) if sum(seconds) > 0 else 0.0
+            shapes = f"each of its {len({shape for c in configs for shape in trial_shapes(c)})} trial shapes"
+            rate = DeviceRate(cpu_rate_name(threads), tflops, f"measured on this machine for {shapes} ({cache_path()})", False)
+            times.append(DeviceTimes(rate, tuple(seconds)))
+    else:
+        base = cpu_rate(study.trial_config(), threads, measure_cpu)
+        if base is not None:
+            times.append(DeviceTimes(base, tuple(predicted_seconds(p, base) for p in per_trial_pflops)))
+    times.extend(DeviceTimes(rate, tuple(predicted_seconds(p, rate) for p in per_trial_pflops)) for rate in GPU_RATES)
+    return times
 
 
 def _duration(seconds: float) -> str:
@@ -111,29 +134,29 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def device_lines(study: Study, per_trial_pflops: list[float], count: int, rates: list[DeviceRate]) -> list[str]:
-    """Per device kind: wall time and device-hours per trial (mean) and for the study."""
-    mean = sum(per_trial_pflops) / len(per_trial_pflops) if per_trial_pflops else 0.0
+def device_lines(study: Study, times: list[DeviceTimes]) -> list[str]:
+    """Per device kind: wall time per trial (mean), for the study (trials started in order as
+    slots free up) and device-hours."""
     lines = [f"  {'device':<22} {'TFLOP/s':>8}  {'per trial':>10}  {'study wall':>10}  {'device-hours':>12}  rate"]
-    for rate in rates:
-        trial_s = predicted_seconds(mean, rate)
+    for device in times:
+        rate, seconds = device.rate, device.trial_seconds
         at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
-        study_s = trial_s * count / at_once
+        study_s = makespan(list(seconds), at_once)
         if rate.is_gpu:
             held = study.resources.gpu if study.resources.gpu > 0 else 1.0
-            hours, unit = trial_s * count * held / 3600, "GPU-h"
+            hours, unit = sum(seconds) * held / 3600, "GPU-h"
             where = f"1 {rate.name}, {at_once} at once"
         else:
-            hours, unit = trial_s * count * study.resources.cpu / 3600, "CPU-h"
+            hours, unit = sum(seconds) * study.resources.cpu / 3600, "CPU-h"
             where = f"{os.cpu_count()} CPUs, {at_once} at once"
-        lines.append(f"  {rate.name:<22} {rate.tflops:>8.3g}  {_duration(trial_s):>10}  {_duration(study_s):>10}  {hours:>8.3g} {unit}  {rate.source}; {where}")
+        mean = sum(seconds) / len(seconds)
+        lines.append(f"  {rate.name:<22} {rate.tflops:>8.3g}  {_duration(mean):>10}  {_duration(study_s):>10}  {hours:>8.3g} {unit}  {rate.source}; {where}")
     return lines
 
 
 def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_cpu: bool = True) -> str:
     """The text of `estimate` (and of `run --dry-run` when `finished_ids` is given: only what would run)."""
     out = [f"study {study.name}: {study.search.algorithm} search, {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU per trial, up to {study.max_concurrent} at once"]
-    rates = device_rates(study, measure_cpu)
     if is_sampled(study):
         count = study.search.num_samples
         spread = cost_range(study)
@@ -146,10 +169,11 @@ def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_
         out.append(f"  {'expected mean':<16} {spread.mean.total_pflops:.4g} PFLOPs (over {MEAN_DRAWS} uniform draws of the space)")
         out.append(f"expected total: {count} x {spread.mean.total_pflops:.4g} = {count * spread.mean.total_pflops:.4g} PFLOPs "
                    f"(range {count * spread.cheapest[1].total_pflops:.3g} to {count * spread.dearest[1].total_pflops:.3g})")
-        totals = [spread.mean.total_pflops]
+        configs, totals = None, [spread.mean.total_pflops] * count
     else:
         everything = unique_points(study)
         points = everything if finished_ids is None else pending_points(study, finished_ids)
+        configs = [study.trial_config(p) for p in points]
         table = trial_table(study, points)
         count = len(points)
         if finished_ids is not None:
@@ -163,7 +187,7 @@ def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_
         totals = list(table["total_pflops"]) if count else []
     if count and totals:
         out.append("predicted wall time (training and evaluation FLOPs at each rate; Ray start-up and data loading apart):")
-        out.extend(device_lines(study, totals, count, rates))
+        out.extend(device_lines(study, device_times(study, configs, totals, measure_cpu)))
     if study.budget.gpu_hours is not None:
         out.append(f"budget: {study.budget.gpu_hours:g} GPU-hours (no new trial starts once spent)")
     if study.budget.pflops is not None:

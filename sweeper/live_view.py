@@ -77,7 +77,7 @@ class Eta:
     the share of its rounds each running trial has reported (start-up and evaluation included)."""
 
     mean_trial_pflops: float
-    predicted_tflops: float | None  # the device rate x trials at once; None when unknown
+    predicted_tflops: float | None  # the study's rate with its trials at once (cost model); None when unknown
     started: float
     rounds_of: Callable[[dict[str, Any]], int] = lambda config: 1  # a Ray trial config -> its rounds
     ended_here: int = 0
@@ -118,19 +118,25 @@ def eta_text(estimate: tuple[float | None, str]) -> str:
 
 
 def make_eta(study: Study, pending: list[dict[str, Any]], rounds_of: Callable[[dict[str, Any]], int]) -> Eta:
-    """The cost model's view of the trials still to run (no measurement: the cached CPU rate only)."""
-    from sweeper.cost_model import GPU_RATES, concurrent_trials, predicted_cost
-    from sweeper.device_rate import cpu_rate
+    """The cost model's view of the trials still to run, as `estimate` predicts them (no
+    measurement: the CPU rates already cached for their shapes, else no prediction)."""
+    from sweeper.cost_model import GPU_RATES, DeviceRate, concurrent_trials, makespan, predicted_cost, predicted_seconds
+    from sweeper.device_rate import cpu_trial_seconds
 
-    if pending:
-        mean = sum(predicted_cost(study.trial_config(p)).total_pflops for p in pending) / len(pending)
+    configs = [study.trial_config(p) for p in pending] or [study.trial_config()]
+    pflops = [predicted_cost(c).total_pflops for c in configs]
+    if study.resources.gpu > 0:
+        rate = GPU_RATES[0]
+        seconds: list[float] | None = [predicted_seconds(p, rate) for p in pflops]
     else:
-        mean = predicted_cost(study.trial_config()).total_pflops
-    rate = GPU_RATES[0] if study.resources.gpu > 0 else cpu_rate(max(1, int(study.resources.cpu)), measure=False)
+        rate = DeviceRate("CPU", 0.0, "", False)  # only its kind matters for the slots
+        seconds = cpu_trial_seconds(configs, max(1, int(study.resources.cpu)), measure=False)
     tflops = None
-    if rate is not None:
-        tflops = rate.tflops * concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
-    return Eta(mean, tflops, time.monotonic(), rounds_of)
+    if seconds:
+        at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
+        wall = makespan(seconds, at_once)
+        tflops = sum(pflops) * 1e3 / wall if wall > 0 else None  # the rate the pending trials' FLOPs get done at
+    return Eta(sum(pflops) / len(pflops), tflops, time.monotonic(), rounds_of)
 
 
 class StudyReporter(CLIReporter):

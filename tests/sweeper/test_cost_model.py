@@ -10,7 +10,7 @@ from s3l_core.data import load_dataset
 from s3l_core.schedule import plan_run
 from s3l_core.splits import trial_splits
 from s3l_core.cost import train_step_flops
-from sweeper.cost_model import dataset_shape, predicted_eval_pflops, predicted_gpu_hours, predicted_train_pflops
+from sweeper.cost_model import dataset_shape, makespan, predicted_eval_pflops, predicted_gpu_hours, predicted_train_pflops
 
 
 def config(**raw) -> TrialConfig:
@@ -33,15 +33,17 @@ def measured_pflops(c: TrialConfig) -> float:
     {"resolution": 28}, {"resolution": 14, "backbone": {"width": 0.5}}, {"resolution": 32, "backbone": {"depth": 10, "width": 0.25}},
     {"resolution": 14, "data_fraction": 0.05, "steps": 40, "epochs": None},
     {"resolution": [{"resolution": 8, "fraction": 0.75}, {"resolution": 16, "fraction": 0.25}], "epochs": 4, "backbone": {"width": 0.5}},
+    # the quickstart's arm: its strided stages round 7, 3.5, 1.75 up, which resolution squared from 32 px missed by 16%
+    {"resolution": 14, "backbone": {"depth": 10, "width": 0.25}, "batch_size": 64},
 ])
-def test_prediction_is_within_a_third_of_the_measured_flops(raw):
+def test_prediction_is_within_a_tenth_of_the_measured_flops(raw):
     c = config(**raw)
-    assert predicted_train_pflops(c) == pytest.approx(measured_pflops(c), rel=0.35)
+    assert predicted_train_pflops(c) == pytest.approx(measured_pflops(c), rel=0.1)
 
 
 def test_prediction_scales_with_width_resolution_and_epochs():
     base = predicted_train_pflops(config(resolution=16, backbone={"width": 0.5}))
-    assert predicted_train_pflops(config(resolution=32, backbone={"width": 0.5})) == pytest.approx(4 * base)
+    assert predicted_train_pflops(config(resolution=32, backbone={"width": 0.5})) == pytest.approx(4 * base, rel=0.02)
     # x4 for the encoder; the projector's hidden layer scales with width too (linearly), a small share
     assert predicted_train_pflops(config(resolution=16, backbone={"width": 1.0})) == pytest.approx(4 * base, rel=0.01)
     assert predicted_train_pflops(config(resolution=16, backbone={"width": 0.5}, epochs=4)) == pytest.approx(2 * base)
@@ -74,3 +76,11 @@ def test_imagefolder_eval_cost_counts_its_val_images(tmp_path):
 
     few, many = predicted_eval_pflops(folder(tmp_path / "a", 4)), predicted_eval_pflops(folder(tmp_path / "b", 24))
     assert many > few > 0
+
+
+def test_study_wall_time_is_the_longest_slot_not_the_mean():
+    """Ray starts trials in order as slots free up: one long trial beside short ones sets the time."""
+    assert makespan([300.0, 100.0], 2) == 300.0  # the quickstart's two arms side by side (mean x 2 / 2 said 200)
+    assert makespan([10.0, 10.0, 10.0], 2) == 20.0
+    assert makespan([5.0, 1.0, 1.0, 1.0, 1.0], 2) == 5.0
+    assert makespan([4.0, 4.0], 1) == 8.0

@@ -17,7 +17,7 @@ from sweeper.estimate import cost_range
 from sweeper.plan import pending_points, unique_points
 from sweeper.study import load_study
 from sweeper.study_model import StudyError
-from tests.sweeper.conftest import write_study
+from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,13 +57,42 @@ def test_a_cpu_study_gets_wall_time_and_cpu_hours_from_a_measured_rate_and_gpu_f
     out = capsys.readouterr().out
     assert "0.0 GPU-hours" not in out
     cpu = next(line for line in out.splitlines() if line.strip().startswith("CPU (1 thread/trial)"))
-    assert "CPU-h" in cpu and "measured on this machine" in cpu
+    assert "CPU-h" in cpu and "measured on this machine for each of its 3 trial shapes" in cpu
     rate = float(cpu.split()[3])
     assert math.isfinite(rate) and rate > 0
     cache = json.loads((tmp_path / "cache" / "cpu_rate.json").read_text())
-    assert list(cache.values()) == [pytest.approx(rate, rel=0.01)]
+    assert sorted(key.rsplit(" ", 1)[1] for key in cache) == ["12px", "16px", "8px"]  # one measured rate per shape
+    assert min(cache.values()) <= rate * 1.01 and rate <= max(cache.values()) * 1.01  # the study's blend of them
     for gpu in GPU_RATES:
         assert re.search(rf"^\s+{gpu.name}\s+.*GPU-h", out, re.M), gpu.name
+
+
+def test_each_trial_is_timed_at_its_own_shapes_rate_and_the_study_wall_is_the_longest_slot(tmp_path: Path, capsys):
+    """Rates planted in the cache (as if measured): a trial's training FLOPs go at its own
+    resolution's rate and its evaluation at the evaluation resolution's; two slots."""
+    from sweeper.cost_model import predicted_eval_pflops, predicted_train_pflops_by_resolution
+
+    path = write_study(tmp_path, grid=[8, 16], seeds=[0], trial={**TINY_TRIAL, "epochs": 40})
+    assert main(["estimate", str(path)]) == 0  # measures the two shapes (8 px also evaluates)
+    capsys.readouterr()
+    cache_file = tmp_path / "cache" / "cpu_rate.json"
+    planted = {"8px": 0.001, "16px": 0.002}  # the 16 px trial: 4x the FLOPs at 2x the rate, twice as long
+    cache = {key: planted[key.rsplit(" ", 1)[1]] for key in json.loads(cache_file.read_text())}
+    cache_file.write_text(json.dumps(cache))
+    assert main(["estimate", str(path)]) == 0
+    cpu = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("CPU (1 thread/trial)"))
+    study = load_study(path)
+    seconds = []
+    for point in unique_points(study):
+        c = study.trial_config(point)
+        (resolution, train), = predicted_train_pflops_by_resolution(c).items()
+        seconds.append(train * 1e3 / planted[f"{resolution}px"] + predicted_eval_pflops(c) * 1e3 / planted["8px"])
+    per_trial, wall = re.search(r"\s([\d.]+ (?:s|min|h))\s+([\d.]+ (?:s|min|h))\s", cpu).groups()
+    assert per_trial == duration(sum(seconds) / 2) and wall == duration(max(seconds))  # side by side: the longer one
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def test_estimate_totals_are_train_plus_eval(tmp_path: Path, capsys):

@@ -12,7 +12,7 @@ import pytest
 
 from sweeper.live_view import Eta, eta_text, parameter_columns
 from sweeper.study import load_study
-from tests.sweeper.conftest import write_study
+from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 
 def test_eta_uses_the_cost_model_until_progress_then_the_rate_so_far():
@@ -28,6 +28,23 @@ def test_eta_uses_the_cost_model_until_progress_then_the_rate_so_far():
     assert eta_text(eta.seconds_left(0)) == "ETA 0 s"
     assert eta_text(Eta(1.0, None, time.monotonic()).seconds_left(2)) == "ETA unknown until a trial reports progress"
     assert eta_text((7200.0, "rate so far")) == "ETA 2.0 h (rate so far)"
+
+
+def test_the_first_eta_is_what_estimate_predicts_from_the_cached_rates(tmp_path: Path, monkeypatch):
+    """Before any progress the ETA is `estimate`'s study wall time for the pending trials; with
+    no rate cached for their shapes it measures nothing and says it does not know."""
+    from sweeper.cost_model import makespan
+    from sweeper.device_rate import cpu_trial_seconds
+    from sweeper.live_view import make_eta
+    from sweeper.plan import unique_points
+
+    monkeypatch.setenv("S3L_CACHE_DIR", str(tmp_path / "cache"))
+    study = load_study(write_study(tmp_path, grid=[8, 16], trial={**TINY_TRIAL, "epochs": 40}))
+    pending = unique_points(study)
+    assert make_eta(study, pending, lambda config: 1).seconds_left(2) == (None, "unknown")
+    seconds = cpu_trial_seconds([study.trial_config(p) for p in pending], 1)  # measures both shapes, as `estimate` would
+    predicted, source = make_eta(study, pending, lambda config: 1).seconds_left(2)
+    assert source.startswith("cost model") and predicted == pytest.approx(makespan(seconds, 2))
 
 
 def test_parameter_columns_name_every_knob(tmp_path: Path):
