@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from s3l_core.cache import cache_dir  # torch-free: `estimate` reads the cached rate without torch
+from s3l_core.cache import cache_dir
 from s3l_core.config import BackboneConfig, MethodConfig, TrialConfig
 from sweeper.cost_model import (
     DeviceRate,

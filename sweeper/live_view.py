@@ -123,17 +123,18 @@ def make_eta(study: Study, pending: list[dict[str, Any]], rounds_of: Callable[[d
     from sweeper.cost_model import GPU_RATES, DeviceRate, concurrent_trials, makespan, predicted_cost, predicted_seconds
     from sweeper.device_rate import cpu_trial_seconds
 
-    configs = [study.trial_config(p) for p in pending] or [study.trial_config()]
+    gpu = study.resources.gpu > 0
+    rate = GPU_RATES[0] if gpu else DeviceRate("CPU", 0.0, "", False)  # for the CPU only its kind matters here
+    at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
+    # A sampled study's trials are not known in advance: base trials, one per slot, stand for them.
+    configs = [study.trial_config(p) for p in pending] or [study.trial_config()] * at_once
     pflops = [predicted_cost(c).total_pflops for c in configs]
-    if study.resources.gpu > 0:
-        rate = GPU_RATES[0]
+    if gpu:
         seconds: list[float] | None = [predicted_seconds(p, rate) for p in pflops]
     else:
-        rate = DeviceRate("CPU", 0.0, "", False)  # only its kind matters for the slots
         seconds = cpu_trial_seconds(configs, max(1, int(study.resources.cpu)), measure=False)
     tflops = None
     if seconds:
-        at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
         wall = makespan(seconds, at_once)
         tflops = sum(pflops) * 1e3 / wall if wall > 0 else None  # the rate the pending trials' FLOPs get done at
     return Eta(sum(pflops) / len(pflops), tflops, time.monotonic(), rounds_of)
