@@ -82,7 +82,7 @@ def dataset_shape(name: str) -> tuple[int, int, int]:
     return shape.train_images, shape.channels, shape.num_classes
 
 
-def _native_size(config: TrialConfig) -> int:
+def native_size(config: TrialConfig) -> int:
     """The side the dataset's images come at (an imagefolder's cache size), without reading a file."""
     if config.dataset.startswith("imagefolder:"):
         from s3l_core.imagefolder import DEFAULT_IMAGE_SIZE
@@ -104,7 +104,7 @@ def stem_argument(config: TrialConfig) -> str:
     (one place for the stem rule)."""
     from s3l_core.backbone import stem_for
 
-    return stem_for(_native_size(config), config.backbone.stem)
+    return stem_for(native_size(config), config.backbone.stem)
 
 
 def run_plan(config: TrialConfig) -> "RunPlan":
@@ -155,7 +155,7 @@ def predicted_train_pflops(config: TrialConfig) -> float:
 
 def eval_resolution(config: TrialConfig) -> int:
     """The resolution features are taken at: `eval.resolution`, else the dataset's native size."""
-    return config.eval.resolution or _native_size(config)
+    return config.eval.resolution or native_size(config)
 
 
 def _feature_dim(config: TrialConfig) -> int:

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s3l_core.cache import cache_dir
-from s3l_core.config import BackboneConfig, MethodConfig, TrialConfig
+from s3l_core.config import AugmentConfig, BackboneConfig, MethodConfig, TrialConfig
 from sweeper.cost_model import (
     DeviceRate,
     dataset_shape,
     eval_resolution,
+    native_size,
     predicted_cost,
     predicted_eval_pflops,
     predicted_train_pflops_by_resolution,
@@ -45,18 +46,22 @@ class StepShape:
     channels: int
     classes: int
     stem: str
+    native_size: int  # the stored images' side, which the views are cropped from
+    augment: AugmentConfig
     resolution: int
 
     @property
     def label(self) -> str:
         b = self.backbone
-        return f"{self.method} ResNet-{b.depth} w{b.width:g} {b.stages} stages {self.stem} stem {self.channels}ch {self.resolution}px"
+        return f"{self.method} ResNet-{b.depth} w{b.width:g} {b.stages} stages {self.stem} stem {self.channels}ch from {self.native_size}px {self.resolution}px"
 
 
 def step_shape(config: TrialConfig, resolution: int) -> StepShape:
     """The shape of `config`'s pre-training step at `resolution`, with the dataset's stem."""
     _, channels, classes = dataset_shape(config.dataset)
-    return StepShape(config.method, config.backbone, config.method_params, channels, classes, stem_argument(config), resolution)
+    return StepShape(
+        config.method, config.backbone, config.method_params, channels, classes, stem_argument(config), native_size(config), config.augment, resolution
+    )
 
 
 def _cpu_model() -> str:
@@ -75,12 +80,14 @@ def cache_path() -> Path:
 
 
 def measure_cpu_tflops(threads: int, shape: StepShape) -> float:
-    """Time optimiser steps of `shape` on the CPU with `threads` torch threads."""
+    """Time trainer steps of `shape` (two augmented views of a uint8 batch, loss, backward,
+    optimiser step) on the CPU with `threads` torch threads."""
     import torch
 
     from s3l_core.backbone import build_resnet
     from s3l_core.cost import train_step_flops
     from s3l_core.methods import build_method
+    from s3l_core.views import make_views, preset_for
 
     b = shape.backbone
     per_image = train_step_flops(shape.method, b, shape.params, shape.channels, shape.classes, shape.stem, shape.resolution, PROBE_MAX_BATCH) / PROBE_MAX_BATCH
@@ -91,12 +98,15 @@ def measure_cpu_tflops(threads: int, shape: StepShape) -> float:
         generator = torch.Generator().manual_seed(0)
         model = build_method(shape.method, build_resnet(b.depth, b.width, b.stages, shape.channels, shape.stem), shape.params, shape.classes)
         optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
-        views = [torch.randn(batch, shape.channels, shape.resolution, shape.resolution, generator=generator) for _ in range(2)]
+        images = torch.randint(0, 256, (batch, shape.channels, shape.native_size, shape.native_size), dtype=torch.uint8, generator=generator)
         labels = torch.randint(0, shape.classes, (batch,), generator=generator)
+        preset = preset_for(shape.method, shape.augment, shape.resolution)
+        mean, std = torch.full((shape.channels,), 0.5), torch.full((shape.channels,), 0.25)
 
         def step() -> None:
+            view1, view2 = make_views(images, shape.resolution, preset, mean, std, generator)
             optimiser.zero_grad(set_to_none=True)
-            model.loss(views[0], views[1], labels).backward()
+            model.loss(view1, view2, labels).backward()
             optimiser.step()
 
         step()  # warm-up: first-call allocations
