@@ -128,12 +128,15 @@ def test_of_two_drivers_taking_over_an_expired_lease_exactly_one_wins(aws, monke
 
 def test_the_best_effort_lease_refuses_a_live_lease_and_takes_an_expired_one(aws, monkeypatch):
     """What a store without conditional writes gets (docs/cluster.md)."""
-    monkeypatch.setenv("S3L_LEASE_TTL_S", "2")
+    # 4 s, not 2: the lease's age comes from the object's Last-Modified (whole seconds, so up to
+    # 1 s old at once) and taking it waits BEST_EFFORT_SETTLE_S (1 s); a 2 s lease could be
+    # over by the second attempt.
+    monkeypatch.setenv("S3L_LEASE_TTL_S", "4")
     store = ObjectStore(f"s3://{aws.new_bucket()}/runs/plain")
     Lease(store, BestEffortBackend(store)).acquire()
     with pytest.raises(StoreError, match="is in use by"):
         Lease(store, BestEffortBackend(store)).acquire()
-    time.sleep(3.5)
+    time.sleep(4.5)
     Lease(store, BestEffortBackend(store)).acquire()
 
 
