@@ -17,6 +17,7 @@ scale this way).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -207,7 +208,7 @@ def predicted_seconds(pflops: float, rate: DeviceRate) -> float:
     return pflops * 1e15 / (rate.tflops * 1e12)
 
 
-def makespan(trial_seconds: list[float], slots: int) -> float:
+def makespan(trial_seconds: Sequence[float], slots: int) -> float:
     """Wall seconds of trials started in order, each as soon as one of `slots` is free (as Ray
     starts them): a long trial beside short ones sets the time, not the mean."""
     free_at = [0.0] * max(1, slots)
@@ -217,9 +218,9 @@ def makespan(trial_seconds: list[float], slots: int) -> float:
     return max(free_at)
 
 
-def concurrent_trials(max_concurrent: int, cpus_per_trial: float, gpu_per_trial: float, rate: DeviceRate, cpu_count: int) -> int:
+def concurrent_trials(max_concurrent: int, cpus_per_trial: float, gpu_per_trial: float, on_gpu: bool, cpu_count: int) -> int:
     """Trials running at once on one machine of this kind (one GPU, or this machine's CPUs)."""
-    if rate.is_gpu:
+    if on_gpu:
         per_device = math.floor(1 / gpu_per_trial) if 0 < gpu_per_trial <= 1 else 1
     else:
         per_device = max(1, math.floor(cpu_count / max(cpus_per_trial, 1e-9)))

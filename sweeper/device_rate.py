@@ -147,32 +147,37 @@ def cpu_rates(threads: int, shapes: list[StepShape], measure: bool = True) -> di
     return {shape: float(cached[keys[shape]]) for shape in shapes}
 
 
-def trial_shapes(config: TrialConfig) -> list[StepShape]:
-    """Every step shape a trial runs: each pre-training resolution and the evaluation resolution."""
-    resolutions = [*predicted_train_pflops_by_resolution(config), eval_resolution(config)]
-    return [step_shape(config, r) for r in dict.fromkeys(resolutions)]
+def _trial_parts(config: TrialConfig) -> list[tuple[int, float]]:
+    """(resolution, PFLOPs) of each part of a trial: training at each pre-training resolution,
+    then evaluation at the evaluation resolution."""
+    return [*predicted_train_pflops_by_resolution(config).items(), (eval_resolution(config), predicted_eval_pflops(config))]
 
 
-def cpu_trial_seconds(configs: list[TrialConfig], threads: int, measure: bool = True) -> list[float] | None:
-    """Predicted CPU seconds of each trial: each pre-training resolution's FLOPs at the rate of its
-    own shape, the evaluation's at the evaluation resolution's (None when `measure` is False and
-    a shape is not cached)."""
-    rates = cpu_rates(threads, [shape for c in configs for shape in trial_shapes(c)], measure)
+@dataclass(frozen=True)
+class CpuPrediction:
+    """Predicted CPU seconds of each trial, and how many step shapes were timed for them."""
+
+    seconds: tuple[float, ...]
+    shapes: int
+
+
+def cpu_trial_seconds(configs: list[TrialConfig], threads: int, measure: bool = True) -> CpuPrediction | None:
+    """Predicted CPU seconds of each trial: each part's FLOPs at the rate of its own shape (None
+    when `measure` is False and a shape is not cached)."""
+    parts = [[(step_shape(c, r), pflops) for r, pflops in _trial_parts(c)] for c in configs]
+    rates = cpu_rates(threads, [shape for trial in parts for shape, _ in trial], measure)
     if rates is None:
         return None
-    seconds = []
-    for c in configs:
-        parts = [*predicted_train_pflops_by_resolution(c).items(), (eval_resolution(c), predicted_eval_pflops(c))]
-        seconds.append(sum(pflops * 1e3 / rates[step_shape(c, r)] for r, pflops in parts))  # PFLOP / (TFLOP/s) = 1e3 s
-    return seconds
+    seconds = tuple(sum(pflops * 1e3 / rates[shape] for shape, pflops in trial) for trial in parts)  # PFLOP / (TFLOP/s) = 1e3 s
+    return CpuPrediction(seconds, len(rates))
 
 
 def cpu_rate(config: TrialConfig, threads: int, measure: bool = True) -> DeviceRate | None:
     """This CPU's effective rate for trials like `config` (its FLOPs over its predicted seconds)."""
-    seconds = cpu_trial_seconds([config], threads, measure)
-    if seconds is None:
+    prediction = cpu_trial_seconds([config], threads, measure)
+    if prediction is None:
         return None
-    tflops = predicted_cost(config).total_pflops * 1e3 / seconds[0]
+    tflops = predicted_cost(config).total_pflops * 1e3 / prediction.seconds[0]
     return DeviceRate(cpu_rate_name(threads), tflops, f"measured on this machine at the base trial's shape ({cache_path()})", False)
 
 

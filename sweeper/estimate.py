@@ -36,11 +36,10 @@ def _knob_text(key: str, value: Any) -> Any:
     return ",".join(f"{s['resolution']}x{s['fraction']:.0%}" if "fraction" in s else f"{s['resolution']}x{s.get('steps', '?')}st" for s in value)
 
 
-def trial_table(study: Study, points: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per point: its knobs, epochs and predicted PFLOPs (train, eval, total)."""
+def trial_table(points: list[dict[str, Any]], configs: list[TrialConfig]) -> pd.DataFrame:
+    """One row per point (and its config): its knobs, epochs and predicted PFLOPs (train, eval, total)."""
     rows = []
-    for point in points:
-        config = study.trial_config(point)
+    for point, config in zip(points, configs):
         cost = predicted_cost(config)
         knobs = {k: _knob_text(k, v) for k, v in point.items()}
         rows.append({**knobs, "epochs": config.epochs, "train_pflops": cost.train_pflops, "eval_pflops": cost.eval_pflops, "total_pflops": cost.total_pflops})
@@ -107,17 +106,16 @@ class DeviceTimes:
 def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflops: list[float], measure_cpu: bool = True) -> list[DeviceTimes]:
     """This machine's CPU (measured once per trial shape, cached) and the GPU kinds of the cost
     model. `configs` lists the trials (None for a sampled study: its CPU rate is the base trial's)."""
-    from sweeper.device_rate import cache_path, cpu_rate, cpu_rate_name, cpu_trial_seconds, trial_shapes
+    from sweeper.device_rate import cache_path, cpu_rate, cpu_rate_name, cpu_trial_seconds
 
     threads = max(1, int(study.resources.cpu))
     times = []
     if configs is not None:
-        seconds = cpu_trial_seconds(configs, threads, measure_cpu)
-        if seconds is not None:
-            tflops = sum(per_trial_pflops) * 1e3 / sum(seconds) if sum(seconds) > 0 else 0.0
-            shapes = f"each of its {len({shape for c in configs for shape in trial_shapes(c)})} trial shapes"
-            rate = DeviceRate(cpu_rate_name(threads), tflops, f"measured on this machine for {shapes} ({cache_path()})", False)
-            times.append(DeviceTimes(rate, tuple(seconds)))
+        cpu = cpu_trial_seconds(configs, threads, measure_cpu)
+        if cpu is not None:
+            tflops = sum(per_trial_pflops) * 1e3 / sum(cpu.seconds) if sum(cpu.seconds) > 0 else 0.0
+            source = f"measured on this machine for each of its {cpu.shapes} trial shapes ({cache_path()})"
+            times.append(DeviceTimes(DeviceRate(cpu_rate_name(threads), tflops, source, False), cpu.seconds))
     else:
         base = cpu_rate(study.trial_config(), threads, measure_cpu)
         if base is not None:
@@ -140,8 +138,8 @@ def device_lines(study: Study, times: list[DeviceTimes]) -> list[str]:
     lines = [f"  {'device':<22} {'TFLOP/s':>8}  {'per trial':>10}  {'study wall':>10}  {'device-hours':>12}  rate"]
     for device in times:
         rate, seconds = device.rate, device.trial_seconds
-        at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
-        study_s = makespan(list(seconds), at_once)
+        at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate.is_gpu, os.cpu_count() or 1)
+        study_s = makespan(seconds, at_once)
         if rate.is_gpu:
             held = study.resources.gpu if study.resources.gpu > 0 else 1.0
             hours, unit = sum(seconds) * held / 3600, "GPU-h"
@@ -174,7 +172,7 @@ def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_
         everything = unique_points(study)
         points = everything if finished_ids is None else pending_points(study, finished_ids)
         configs = [study.trial_config(p) for p in points]
-        table = trial_table(study, points)
+        table = trial_table(points, configs)
         count = len(points)
         if finished_ids is not None:
             out.append(f"{len(everything)} trials, {len(everything) - count} already finished in the store, {count} would run" + (":" if count else "."))
@@ -199,4 +197,5 @@ def estimate_table(study: Study) -> pd.DataFrame:
     """One row per trial of a grid or random study (kept for scripts and tests)."""
     if is_sampled(study):
         raise ValueError(f"{study.search.algorithm} samples its trials as results come in; use cost_range")
-    return trial_table(study, unique_points(study))
+    points = unique_points(study)
+    return trial_table(points, [study.trial_config(p) for p in points])

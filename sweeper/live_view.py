@@ -120,19 +120,20 @@ def eta_text(estimate: tuple[float | None, str]) -> str:
 def make_eta(study: Study, pending: list[dict[str, Any]], rounds_of: Callable[[dict[str, Any]], int]) -> Eta:
     """The cost model's view of the trials still to run, as `estimate` predicts them (no
     measurement: the CPU rates already cached for their shapes, else no prediction)."""
-    from sweeper.cost_model import GPU_RATES, DeviceRate, concurrent_trials, makespan, predicted_cost, predicted_seconds
+    from sweeper.cost_model import GPU_RATES, concurrent_trials, makespan, predicted_cost, predicted_seconds
     from sweeper.device_rate import cpu_trial_seconds
 
     gpu = study.resources.gpu > 0
-    rate = GPU_RATES[0] if gpu else DeviceRate("CPU", 0.0, "", False)  # for the CPU only its kind matters here
-    at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, rate, os.cpu_count() or 1)
+    at_once = concurrent_trials(study.max_concurrent, study.resources.cpu, study.resources.gpu, gpu, os.cpu_count() or 1)
     # A sampled study's trials are not known in advance: base trials, one per slot, stand for them.
     configs = [study.trial_config(p) for p in pending] or [study.trial_config()] * at_once
     pflops = [predicted_cost(c).total_pflops for c in configs]
+    seconds: tuple[float, ...] | None
     if gpu:
-        seconds: list[float] | None = [predicted_seconds(p, rate) for p in pflops]
+        seconds = tuple(predicted_seconds(p, GPU_RATES[0]) for p in pflops)
     else:
-        seconds = cpu_trial_seconds(configs, max(1, int(study.resources.cpu)), measure=False)
+        cpu = cpu_trial_seconds(configs, max(1, int(study.resources.cpu)), measure=False)
+        seconds = cpu.seconds if cpu is not None else None
     tflops = None
     if seconds:
         wall = makespan(seconds, at_once)

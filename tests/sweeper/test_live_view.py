@@ -42,11 +42,11 @@ def test_the_first_eta_is_what_estimate_predicts_from_the_cached_rates(tmp_path:
     study = load_study(write_study(tmp_path, grid=[8, 16], trial={**TINY_TRIAL, "epochs": 40}))
     pending = unique_points(study)
     assert make_eta(study, pending, lambda config: 1).seconds_left(2) == (None, "unknown")
-    seconds = cpu_trial_seconds([study.trial_config(p) for p in pending], 1)  # measures both shapes, as `estimate` would
+    seconds = cpu_trial_seconds([study.trial_config(p) for p in pending], 1).seconds  # measures both shapes, as `estimate` would
     predicted, source = make_eta(study, pending, lambda config: 1).seconds_left(2)
     assert source.startswith("cost model") and predicted == pytest.approx(makespan(seconds, 2))
     # a sampled study (no pending points known): base trials (8 px here), two at a time
-    (base,) = cpu_trial_seconds([study.trial_config()], 1, measure=False)
+    (base,) = cpu_trial_seconds([study.trial_config()], 1, measure=False).seconds
     assert make_eta(study, [], lambda config: 1).seconds_left(6)[0] == pytest.approx(6 * base / 2)
 
 
