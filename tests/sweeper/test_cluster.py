@@ -38,10 +38,15 @@ CLUSTER_SCRIPT = textwrap.dedent(
     removed = []
     if remove_node:
         def remove_when_busy():
-            store = Path(study.storage) / study.name / "ray"
+            # Both trials (one per 1-CPU node) past their first checkpoint and neither finished:
+            # the worker node is surely mid-trial, whichever node started first.
+            store = Path(study.storage) / study.name
+            def both_mid_trial():
+                checkpointed = {p.parent for p in (store / "ray").glob("*/*/checkpoint_*")}
+                return len(checkpointed) >= 2 and not list((store / "trials").glob("*.json"))
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not list(store.glob("*/*/checkpoint_*")):
-                time.sleep(0.2)
+            while time.monotonic() < deadline and not both_mid_trial():
+                time.sleep(0.05)
             cluster.remove_node(worker, allow_graceful=False)
             removed.append(time.monotonic())
         threading.Thread(target=remove_when_busy, daemon=True).start()
