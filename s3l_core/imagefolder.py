@@ -86,6 +86,15 @@ def list_imagefolder(root: pathlib.Path, name: str) -> tuple[tuple[str, ...], li
     return classes, train_files, val_files
 
 
+def split_sizes(root: pathlib.Path) -> tuple[int, int, int]:
+    """(train images, val images, classes), counted as `list_imagefolder` lists them but without
+    its checks: a missing folder counts 0 (study validation is what reports it)."""
+    train, val = root / "train", root / "val"
+    classes = _class_names(train) if train.is_dir() else ()
+    val_classes = tuple(c for c in _class_names(val) if c in classes) if val.is_dir() else ()
+    return len(_image_files(train, classes, classes)), len(_image_files(val, val_classes, classes)), len(classes)
+
+
 def _class_names(folder: pathlib.Path) -> tuple[str, ...]:
     return tuple(sorted(e.name for e in folder.iterdir() if e.is_dir() and not e.name.startswith(".")))
 

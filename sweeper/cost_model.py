@@ -16,6 +16,7 @@ scale this way).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -41,7 +42,6 @@ ASSUMED_GPU_TFLOPS = 24.0
 RECALIBRATION_IMAGES = 4096  # s3l_core.finetune.RECALIBRATION_IMAGES (imported lazily there: torch)
 LINEAR_PROBE_CLOSURE_CALLS = 100  # L-BFGS max_iter in s3l_core.evaluate.linear_probe_top1 (an upper bound)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,19 @@ GPU_RATES: tuple[DeviceRate, ...] = (
 def dataset_shape(name: str) -> tuple[int, int, int]:
     """(train images, channels, classes), without loading the data."""
     if name.startswith("imagefolder:"):
-        train = Path(name.split(":", 1)[1]) / "train"
-        classes = [d for d in train.iterdir() if d.is_dir()] if train.is_dir() else []
-        images = sum(1 for c in classes for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        return images, 3, max(1, len(classes))
+        images, _, classes = _imagefolder_sizes(name.split(":", 1)[1])
+        return images, 3, max(1, classes)
     shape = BUILTIN_SHAPES[name]
     return shape.train_images, shape.channels, shape.num_classes
+
+
+@functools.lru_cache(maxsize=16)
+def _imagefolder_sizes(root: str) -> tuple[int, int, int]:
+    """(train images, val images, classes) of an imagefolder, listed once per process: a study's
+    estimate asks about every trial several times, and listing ImageNet takes seconds."""
+    from s3l_core.imagefolder import split_sizes
+
+    return split_sizes(Path(root))
 
 
 def native_size(config: TrialConfig) -> int:
@@ -95,8 +102,7 @@ def native_size(config: TrialConfig) -> int:
 def _test_images(config: TrialConfig) -> int:
     """The test split's size: an imagefolder's val/ images."""
     if config.dataset.startswith("imagefolder:"):
-        val = Path(config.dataset.split(":", 1)[1]) / "val"
-        return sum(1 for f in val.glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        return _imagefolder_sizes(config.dataset.split(":", 1)[1])[1]
     return BUILTIN_SHAPES[config.dataset].test_images
 
 
