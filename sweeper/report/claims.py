@@ -72,7 +72,7 @@ def counts_sentence(counts: Mapping[str, int]) -> str:
 
 def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[str] = ()) -> Headline:
     """The best configuration (chosen on validation accuracy when recorded, stated on test), the
-    cheapest configuration within 1 point of it, floors first when they were not beaten, the
+    cheapest configuration within 1 point of it, the best's floors beside it (first when they were not beaten), the
     trial counts once, and how the intervals were made."""
     accuracy = reported_column(next(iter(objectives)))
     cost = primary_cost(objectives)
@@ -94,21 +94,35 @@ def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[st
     chosen = f", chosen on {label(select)}" if select != accuracy else ""
     best_text = (f"{fmt_acc(best['accuracy'])} {label(accuracy)} ({interval_words(best['interval'])}; "
                  f"{seed_words(best['interval'])}) with {config_words(best, knobs)}{chosen}")
+    floors = floor_words(best)
     if not beaten:
-        floors = "; ".join(f"{label(c)} {fmt_acc(best[c])}" for c in FLOOR_COLUMNS if math.isfinite(best[c]))
         sentences.append(f"Pre-training did not beat {FLOOR_WORDS[missed]} here: the best configuration reached "
                          f"{best_text}, not above the floors of its own architecture ({floors}).")
+    elif floors:  # a number never stands without its floors
+        sentences.append(f"Best configuration: {best_text}, above the floors of its own architecture ({floors}).")
     else:
-        sentences.append(f"Best configuration: {best_text}.")
+        sentences.append(f"Best configuration: {best_text}. No floors were recorded for it (`eval.floors`), so "
+                         "nothing here shows that it beats raw pixels or an untrained encoder.")
     if cheapest.name == best.name:
         sentences.append(f"No cheaper configuration comes within 1 point of it.")
     else:
-        sentences.append(f"Cheapest configuration within 1 point of it: {fmt_acc(cheapest['accuracy'])} "
-                         f"({interval_words(cheapest['interval'])}) at {fmt_pct(fraction)} of its {label(cost)} "
-                         f"({config_words(cheapest, knobs)}).")
+        sentence = (f"Cheapest configuration within 1 point of it: {fmt_acc(cheapest['accuracy'])} "
+                    f"({interval_words(cheapest['interval'])}) at {fmt_pct(fraction)} of its {label(cost)} "
+                    f"({config_words(cheapest, knobs)}).")
+        cheapest_floors = floor_words(cheapest)
+        if cheapest_floors != floors:  # another architecture: its own floors stand beside its number
+            above, _ = floors_beaten(cheapest["interval"], {c: cheapest[c] for c in FLOOR_COLUMNS})
+            sentence += (f" It is {'above' if above else 'not above'} the floors of its own architecture ({cheapest_floors})."
+                         if cheapest_floors else " No floors were recorded for it.")
+        sentences.append(sentence)
     sentences.append(counts_sentence(counts))
     sentences.append(noise_sentence(configs))
     return Headline(counts, accuracy, cost, configs, best, cheapest, fraction, beaten, sentences)
+
+
+def floor_words(config: pd.Series) -> str:
+    """'raw-pixel kNN top-1 76.0%; random-encoder kNN top-1 71.2%': the floors recorded for a configuration."""
+    return "; ".join(f"{label(c)} {fmt_acc(config[c])}" for c in FLOOR_COLUMNS if math.isfinite(config[c]))
 
 
 def noise_sentence(configs: pd.DataFrame) -> str:

@@ -64,6 +64,9 @@ def test_one_seed_uses_the_binomial_error_says_so_and_a_small_gap_is_inconclusiv
     head = headline(df, OBJ, knobs=["resolution"])
     text = " ".join(head.sentences)
     assert "one seed, test-set noise only" in text
+    assert head.sentences[0].startswith("Best configuration: 75.5% kNN top-1")  # chosen on validation: 75.6% against 75.1%
+    assert head.sentences[0].endswith("above the floors of its own architecture (raw-pixel kNN top-1 70.0%; "
+                                      "random-encoder kNN top-1 65.0%).")
     assert "binomial standard error of the test accuracy (2,000 test images: about ±1.0 points, ±1.9 at 95%)" in text
     pairs = fair_pairs(configurations(df, ["resolution"]), ["resolution"])
     row = pairs.iloc[0]
@@ -71,6 +74,14 @@ def test_one_seed_uses_the_binomial_error_says_so_and_a_small_gap_is_inconclusiv
     sentence = pair_sentence(next(pairs.itertuples(index=False)))
     assert "more seed" in sentence and "judging by the test-set noise alone" in sentence
     assert "inconclusive" in verdict_line(pairs, pd.DataFrame(), head)
+
+
+def test_a_best_number_without_floors_says_that_nothing_shows_it_beats_them():
+    df = table(resolution_rows({28: [0.755], 14: [0.750]}, floors=(float("nan"), float("nan")), test_size=2000))
+    head = headline(df, OBJ, knobs=["resolution"])
+    assert head.floors_beaten  # unknown floors gate nothing
+    assert "No floors were recorded for it" in head.sentences[0]
+    assert "nothing here shows that it beats raw pixels or an untrained encoder" in head.sentences[0]
 
 
 def test_all_below_floors_puts_the_floors_first_and_marks_every_pair_not_meaningful():
@@ -104,6 +115,18 @@ def test_floors_are_per_architecture_never_a_mean_over_widths():
     narrow_full = df.assign(knn_random_top1=np.where(df["backbone.width"] == 1.0, 0.95, 0.60))
     pairs = fair_pairs(configurations(narrow_full, ["backbone.width"]), ["backbone.width"])
     assert pairs.iloc[0]["verdict"] == NOT_MEANINGFUL and pairs.iloc[0]["floor_missed"] == "knn_random_top1"
+
+
+def test_a_cheapest_configuration_of_another_architecture_is_stated_with_its_own_floors():
+    rows = []
+    for width, acc, random_floor in ((0.5, 0.896, 0.91), (1.0, 0.90, 0.70)):
+        for seed in range(3):
+            rows.append({"backbone.width": width, "seed": seed, "knn_top1": acc + 0.002 * seed,
+                         "train_pflops": width, "knn_pixels_top1": 0.60, "knn_random_top1": random_floor})
+    head = headline(table(rows), OBJ, knobs=["backbone.width"])
+    assert head.best["backbone.width"] == 1.0 and head.cheapest["backbone.width"] == 0.5
+    assert head.sentences[1].endswith("It is not above the floors of its own architecture "
+                                      "(raw-pixel kNN top-1 60.0%; random-encoder kNN top-1 91.0%).")
 
 
 def test_equal_compute_and_equal_steps_pairings_need_the_arms_for_them():
@@ -167,7 +190,7 @@ def test_headline_cheapest_within_a_point_ties_and_no_finished_trials():
     assert "Cheapest configuration within 1 point of it: 89.4% (95% CI" in head.sentences[1]
     assert "at 51% of its train PFLOPs (counted) (20 px)" in head.sentences[1]
     assert head.sentences[2] == "6 trials: 6 finished, 0 failed, 0 running."
-    assert head.sentences[0].endswith("with 28 px, chosen on validation kNN top-1.")
+    assert "with 28 px, chosen on validation kNN top-1, above the floors of its own architecture" in head.sentences[0]
     # selection is on validation: a configuration better on test but worse on validation is not chosen
     swapped = df.assign(knn_val_top1=np.where(df["resolution"] == 20, 0.99, df["knn_val_top1"]))
     assert headline(swapped, OBJ, knobs=["resolution"]).best["resolution"] == 20
