@@ -13,6 +13,7 @@ import contextlib
 import errno
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -80,21 +81,29 @@ def _remove_if_only_the_lock(top: Path) -> None:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def write_study_report(store: "Store | ObjectStore", report_dir: Location) -> str:
-    """Build the report from the store on this machine and write it to `report_dir`; return where index.html is."""
-    from sweeper.report import write_report
+@dataclass(frozen=True)
+class WrittenReport:
+    index: str  # where index.html is: a local path or a URI
+    answer: str  # the verdict and headline, as the report states them (its summary.txt)
+
+
+def write_study_report(store: "Store | ObjectStore", report_dir: Location) -> WrittenReport:
+    """Build the report from the store on this machine and write it to `report_dir`."""
+    from sweeper.report import ANSWER_NAME, write_report
 
     remote_report = isinstance(report_dir, str) and is_uri(report_dir)
     if not store.remote and not remote_report:
-        return str(write_report(store.root, Path(report_dir)))
+        index = write_report(store.root, Path(report_dir))
+        return WrittenReport(str(index), (index.parent / ANSWER_NAME).read_text())
     with tempfile.TemporaryDirectory(prefix="s3l-report-") as scratch:
         source = store.mirror(Path(scratch) / "store") if store.remote else store.root
         out = Path(scratch) / "report" if remote_report else Path(report_dir)
         index = write_report(source, out)
+        answer = (index.parent / ANSWER_NAME).read_text()
         if remote_report:
             upload_folder(out, str(report_dir))
-            return join_uri(str(report_dir), "index.html")
-        return str(index)
+            return WrittenReport(join_uri(str(report_dir), "index.html"), answer)
+        return WrittenReport(str(index), answer)
 
 
 def store_fault(exc: BaseException, store: "Store | ObjectStore", report_dir: Location | None) -> str | None:

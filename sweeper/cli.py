@@ -171,6 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"results: {_shown(summary.store, 'results.parquet')}")
     if summary.report:
         print(f"report:  {_shown(summary.report)}")
+    if summary.answer:
+        print(summary.answer, end="")
     return 1 if summary.failed else 0
 
 
@@ -237,10 +239,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             resolved = yaml.safe_load(store.get_text("study.yaml") or "{}")
             base = str(resolved.get("report", "reports/"))
             out = join_uri(base, resolved["name"]) if is_uri(base) else Path(base) / resolved["name"]
-        index = write_study_report(store, out.absolute() if isinstance(out, Path) else out)  # absolute, not resolved: a symlinked folder is refused
+        written = write_study_report(store, out.absolute() if isinstance(out, Path) else out)  # absolute, not resolved: a symlinked folder is refused
     except (UnsafeFolderError, StoreError) as exc:
         raise UserFacingError(str(exc)) from None
-    print(f"report: {_shown(index if is_uri(index) else Path(index))}")
+    print(f"report: {_shown(written.index if is_uri(written.index) else Path(written.index))}")
+    print(written.answer, end="")
     return 0
 
 

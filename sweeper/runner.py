@@ -20,7 +20,7 @@ import ray
 import yaml
 from ray import tune
 
-from sweeper.claim import claimed_store, report_location, store_fault, write_study_report
+from sweeper.claim import WrittenReport, claimed_store, report_location, store_fault, write_study_report
 from sweeper.cluster import ClusterError, _first_line, available_resources, check_capacity, cluster_address, connect  # noqa: F401 (the CLI imports them from here)
 from sweeper.cost_model import run_plan
 from sweeper.live_view import Eta, OptunaTrialTags, StudyReporter, eta_text, logger_callbacks, make_eta, quiet_ray, record_optuna_objectives, tensorboard_hint
@@ -61,6 +61,7 @@ class RunSummary:
     failed: int
     report: Location | None
     nodes: int = 0  # the Ray nodes the study's finished trials ran on
+    answer: str | None = None  # the report's verdict and headline (its summary.txt)
 
 
 
@@ -262,7 +263,7 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
                         record_optuna_objectives(study, _optuna_url(driver_dir))
             store.check_writable("the study store")  # trials that met a full disk failed: say why
             state = "finished"
-            results = _finish(store, state, report_dir)
+            results, written = _finish(store, state, report_dir)
         except KeyboardInterrupt:
             state = "interrupted"
             _finish_quietly(store, state, report_dir)
@@ -278,7 +279,8 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         counts = results["status"].value_counts() if len(results) else {}
         index = None if report_dir is None else report_dir / "index.html" if isinstance(report_dir, Path) else join_uri(report_dir, "index.html")
         nodes = results.loc[results["status"] == "finished", "node"].nunique() if "node" in results else 0
-        return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), index, int(nodes))
+        return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), index, int(nodes),
+                          written.answer if written else None)
 
 
 @contextlib.contextmanager
@@ -347,13 +349,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _finish(store: AnyStore, state: str, report_dir: Location | None) -> pd.DataFrame:
+def _finish(store: AnyStore, state: str, report_dir: Location | None) -> tuple[pd.DataFrame, WrittenReport | None]:
     """Leave consistent tables, a state marker and (if asked) a report."""
     results = write_tables(store)
     _write_state(store, state)
-    if report_dir is not None:
-        write_study_report(store, report_dir)
-    return results
+    return results, write_study_report(store, report_dir) if report_dir is not None else None
 
 
 def _finish_quietly(store: AnyStore, state: str, report_dir: Location | None) -> None:

@@ -2,12 +2,12 @@
 
 ``write_report(store_dir, report_dir)`` reads ``results.parquet``, ``epochs.parquet``,
 ``study.yaml``, ``provenance.json`` (and ``state.json`` if present) and writes
-``index.html`` plus PNG figures. Underneath: ``stats`` (intervals), ``verdict`` (the rule),
+``index.html`` plus PNG figures, and ``summary.txt`` (the verdict and headline as text). Underneath: ``stats`` (intervals), ``verdict`` (the rule),
 ``compare`` (configurations, fair pairs, trend fits), ``claims`` (the sentences),
 ``figures`` and ``layout`` (figures and their checks), ``page`` (HTML).
 """
 
-from .build import build_page, write_report
+from .build import ANSWER_NAME, build_page, write_report
 from .claims import Headline, headline, verdict_line
 from .compare import configurations, fair_pairs, trend_fits
 from .pareto import pareto_mask
@@ -15,6 +15,7 @@ from .store import StoreSnapshot, load_store
 from .summary import cost_model_error, knob_columns, primary_cost, study_objectives
 
 __all__ = [
+    "ANSWER_NAME",
     "Headline",
     "StoreSnapshot",
     "build_page",

@@ -44,7 +44,11 @@ def test_estimate_and_dry_run_list_every_trial_with_predicted_cost(tmp_path: Pat
 def test_status_and_report_of_a_finished_study(tmp_path: Path, capsys, local_ray):
     path = write_study(tmp_path, name="shown", grid=[8])
     assert main(["run", str(path)]) == 0
-    capsys.readouterr()
+    answer = (tmp_path / "reports" / "shown" / "summary.txt").read_text()
+    out = capsys.readouterr().out
+    assert out.endswith(answer)  # the run ends with the report's answer, as the report states it
+    assert answer.splitlines()[1].startswith("Best configuration: ") and "No floors were recorded for it" in answer  # TINY_TRIAL: floors off
+    assert answer.splitlines()[0] in (tmp_path / "reports" / "shown" / "index.html").read_text()
     assert main(["status", str(path)]) == 0
     out = capsys.readouterr().out
     assert "state finished" in out and "1 finished" in out
@@ -53,6 +57,7 @@ def test_status_and_report_of_a_finished_study(tmp_path: Path, capsys, local_ray
     (tmp_path / "runs" / "shown" / "results.parquet").unlink()  # tables are rebuilt from the records
     assert main(["report", str(tmp_path / "runs" / "shown"), "--out", str(out_dir)]) == 0
     assert (out_dir / "index.html").exists()
+    assert capsys.readouterr().out.endswith(answer) and (out_dir / "summary.txt").read_text() == answer
     assert len(pd.read_parquet(tmp_path / "runs" / "shown" / "results.parquet")) == 1
 
 

@@ -189,10 +189,11 @@ def test_the_tiny_study_runs_on_an_object_store_and_a_rerun_reuses_every_trial(s
     first_s = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"results: s3://{bucket}/runs/tiny/results.parquet" in done.stdout and f"report:  s3://{bucket}/reports/tiny/index.html" in done.stdout
+    assert "Best configuration: " in done.stdout  # the answer, read from the report before its upload
     keys = s3.keys(bucket)
     records = {k: v for k, v in keys.items() if k.startswith("runs/tiny/trials/")}
     assert len(records) == 2
-    assert {"runs/tiny/study.yaml", "runs/tiny/state.json", "runs/tiny/results.parquet", "runs/tiny/epochs.parquet", "reports/tiny/index.html"} <= set(keys)
+    assert {"runs/tiny/study.yaml", "runs/tiny/state.json", "runs/tiny/results.parquet", "runs/tiny/epochs.parquet", "reports/tiny/index.html", "reports/tiny/summary.txt"} <= set(keys)
     assert any(k.startswith("runs/tiny/ray/attempt-") and k.endswith("/checkpoint.pt") for k in keys)  # Ray's storage_path on the same URI
     assert "runs/tiny/.lease" not in keys  # released
     assert json.loads(s3.read(bucket, "runs/tiny/state.json"))["state"] == "finished"
