@@ -42,7 +42,7 @@ def run_with_fake_ray(study, monkeypatch) -> tuple[object, list[dict]]:
     monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(runner, "make_eta", lambda *args, **kwargs: None)
     monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(param_space))
-    monkeypatch.setattr(runner, "_finish", lambda store, state, report_dir: pd.DataFrame())
+    monkeypatch.setattr(runner, "_finish", lambda store, state, report_dir: (pd.DataFrame(), None))
     summary = runner.run_study(study, report=False)
     assert ray.is_initialized() == initialized_before  # the run itself started no Ray
     return summary, launched
