@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from s3l_core.backbone import build_resnet, conv_memory_format, stem_for
+from s3l_core.backbone import bf16_autocast, build_resnet, conv_memory_format, stem_for
 from s3l_core.config import AugmentConfig, BackboneConfig, TrialConfig
 from s3l_core.cost import train_step_flops
 from s3l_core.methods import SSLMethod, build_method
@@ -139,7 +139,7 @@ class TrainStep:
         self.optimiser = torch.optim.SGD(trainable, lr=lr, momentum=0.9, weight_decay=5e-4)
         self.lr = lr
         self.loss_fn = torch.compile(self.model.loss, mode=compile_mode) if compile else self.model.loss
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.autocast = bf16_autocast(device)
 
     def __call__(self, view1: torch.Tensor, view2: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
         for group in self.optimiser.param_groups:

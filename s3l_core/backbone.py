@@ -154,3 +154,9 @@ def conv_memory_format(device: torch.device) -> torch.memory_format:
     CUDA, where it is faster; NCHW on the CPU, where channels_last corrupted the heap at narrow
     widths (docs/BENCHMARKS.md, section 1)."""
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def bf16_autocast(device: torch.device) -> torch.autocast:
+    """The autocast every forward pass of the trainer, evaluation and fine-tuning runs under:
+    bfloat16 on CUDA, off on the CPU (the losses switch it off for themselves)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from s3l_core.backbone import conv_memory_format
+from s3l_core.backbone import bf16_autocast, conv_memory_format
 from s3l_core.views import eval_batch
 
 FEATURE_BATCH = 1024
@@ -29,7 +29,7 @@ def extract_features(
 ) -> torch.Tensor:
     """L2-normalised float32 features of uint8 `images` at `resolution`, on `device`."""
     chunks = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = bf16_autocast(device)
     layout = conv_memory_format(device)
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device, non_blocking=True)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from s3l_core.backbone import ResNet, build_resnet
+from s3l_core.backbone import ResNet, bf16_autocast, build_resnet, conv_memory_format
 from s3l_core.config import AugmentConfig, BackboneConfig, FinetuneConfig, OptimizerConfig
 from s3l_core.optim import build_optimizer, scaled_lr
 from s3l_core.schedule import warmup_cosine
@@ -62,10 +62,6 @@ class FinetuneResult:
     flops: float  # training (warm-up included) and evaluation
     encoder: ResNet  # the fine-tuned encoder, all 4 stages
     classifier: nn.Linear
-
-
-def _autocast(device: torch.device) -> torch.autocast:
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 @torch.no_grad()
@@ -98,9 +94,10 @@ def recalibrate_bn(
         m.reset_running_stats()
         m.momentum = None  # None: cumulative average over the batches seen
     twin.train()
-    with _autocast(device):
+    with bf16_autocast(device):
         for start in range(0, len(chosen), batch):
-            twin(eval_batch(images_uint8[chosen[start : start + batch]].to(device), resolution, mean, std))
+            x = eval_batch(images_uint8[chosen[start : start + batch]].to(device), resolution, mean, std)
+            twin(x.contiguous(memory_format=conv_memory_format(device)))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return twin.eval()
@@ -151,7 +148,7 @@ def finetune(
         torch.manual_seed(seed)
         network, stages_pretrained = with_all_stages(encoder, backbone)
         classifier = nn.Linear(network.feature_dim, num_classes)
-    model = nn.Sequential(network, classifier).to(device)
+    model = nn.Sequential(network, classifier).to(device, memory_format=conv_memory_format(device))  # as the trainer's
     batch = min(batch_size, len(train_images))
     lr = scaled_lr(settings.lr, batch)
     preset = preset_for("supervised", AugmentConfig(min_scale=FINETUNE_MIN_SCALE), resolution)
@@ -211,9 +208,10 @@ class _Trainer:
                 images = self.images[index].to(self.device, non_blocking=True)
                 labels = self.labels[index].to(self.device, non_blocking=True)
                 view, _ = make_views(images, self.resolution, self.preset, self.mean, self.std, self.view_rng)
+                view = view.contiguous(memory_format=conv_memory_format(self.device))
                 for group in optimiser.param_groups:
                     group["lr"] = warmup_cosine(step, total, 0, lr)
-                with _autocast(self.device):
+                with bf16_autocast(self.device):
                     loss = F.cross_entropy(self.model(view).float(), labels)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -228,8 +226,8 @@ class _Trainer:
 def _top1(model: nn.Module, images: Tensor, labels: Tensor, resolution: int, mean: Tensor, std: Tensor, device: torch.device) -> float:
     correct = 0
     for start in range(0, len(images), EVAL_BATCH):
-        x = eval_batch(images[start : start + EVAL_BATCH].to(device), resolution, mean, std)
-        with _autocast(device):
+        x = eval_batch(images[start : start + EVAL_BATCH].to(device), resolution, mean, std).contiguous(memory_format=conv_memory_format(device))
+        with bf16_autocast(device):
             predicted = model(x).argmax(1)
         correct += int((predicted.cpu() == labels[start : start + EVAL_BATCH].cpu()).sum())
     return correct / max(1, len(images))

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from s3l_core.backbone import build_resnet, conv_memory_format, stem_for
+from s3l_core.backbone import bf16_autocast, build_resnet, conv_memory_format, stem_for
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from s3l_core.config import TrialConfig
 from s3l_core.cost import train_step_flops
@@ -192,7 +192,7 @@ def train(
         start_round, eval_flops, train_s, elapsed_before = state["epoch"], state["eval_flops"], state["train_s"], state["wall_s"]
         final = state.get("final")
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = bf16_autocast(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     train_flops = history[-1].train_pflops_cum * 1e15 if history else 0.0

@@ -166,3 +166,43 @@ def test_finetuning_is_deterministic_given_a_seed(digits: ImageDataset) -> None:
     for a, b in zip(first.encoder.parameters(), again.encoder.parameters(), strict=True):
         assert torch.equal(a, b)
     assert any(not torch.equal(a, b) for a, b in zip(first.encoder.parameters(), other.encoder.parameters()))
+
+
+class _StopAtFirstConv(Exception):
+    pass
+
+
+def _first_conv_layouts(call) -> tuple[bool, bool]:
+    """(input channels_last, weight channels_last) at the first real training convolution of
+    `call`, stopped before that convolution runs (channels_last convolutions are not run on the CPU)."""
+    seen = []
+
+    def pre_hook(module, inputs):
+        if isinstance(module, nn.Conv2d) and module.training and inputs[0].device.type != "meta":  # not the FLOP counter's
+            seen.append((inputs[0].is_contiguous(memory_format=torch.channels_last),
+                         module.weight.is_contiguous(memory_format=torch.channels_last)))
+            raise _StopAtFirstConv
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(pre_hook)
+    try:
+        with pytest.raises(_StopAtFirstConv):
+            call()
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_fine_tuning_and_bn_recalibration_use_the_trainers_memory_format(monkeypatch) -> None:
+    """On CUDA the trainer runs channels_last (`conv_memory_format`); fine-tuning and BN
+    recalibration must follow the same rule. Asked for channels_last here on the CPU, their first
+    convolution (3 input channels: a 1-channel tensor is channels_last either way) must see it."""
+    monkeypatch.setattr(finetune_module, "conv_memory_format", lambda device: torch.channels_last)
+    images = torch.randint(0, 256, (64, 3, 12, 12), dtype=torch.uint8)
+    labels = torch.arange(64) % 4
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    torch.manual_seed(0)
+    net = build_resnet(10, 0.125, 4, 3, "cifar")
+    tune = lambda: finetune(net, BackboneConfig(depth=10, width=0.125), images, labels, {}, SETTINGS, resolution=8,  # noqa: E731
+                            mean=mean, std=std, num_classes=4, device=CPU, seed=0, batch_size=32)
+    assert _first_conv_layouts(tune) == (True, True)
+    assert _first_conv_layouts(lambda: recalibrate_bn(net, images, 8, mean, std, CPU, num_images=32, batch_size=32))[0]

@@ -68,6 +68,24 @@ def test_training_runs_convolutions_in_bf16_on_channels_last_tensors(sample):
     assert all(torch.isfinite(torch.tensor([e.loss for e in result.epochs])))
 
 
+def test_fine_tuning_runs_convolutions_in_bf16_on_channels_last_tensors(sample):
+    from s3l_core.backbone import build_resnet
+    from s3l_core.config import BackboneConfig, FinetuneConfig
+    from s3l_core.finetune import finetune
+
+    torch.manual_seed(0)
+    encoder = build_resnet(10, 0.125, 4, 1, "cifar").cuda()
+    images, labels = sample.train_images[:256], sample.train_labels[:256]
+    with ConvInputs() as convs:
+        result = finetune(encoder, BackboneConfig(depth=10, width=0.125), images, labels, {"val": (images, labels)},
+                          FinetuneConfig(epochs=1, lr=0.1), resolution=12, mean=torch.tensor([0.3]), std=torch.tensor([0.35]),
+                          num_classes=10, device=torch.device("cuda"), seed=0, batch_size=64)
+    assert convs.seen, "no fine-tuning convolution ran"
+    assert all(out == torch.bfloat16 for _, _, out in convs.seen), "autocast is off: convolutions ran in float32"
+    assert all(channels_last for _, channels_last, _ in convs.seen), "activations are NCHW: the network is not channels_last"
+    assert 0.0 <= result.top1["val"] <= 1.0
+
+
 @pytest.mark.parametrize("name", ["info_nce", "nt_xent", "moco_infonce", "byol_loss", "simsiam_loss"])
 def test_losses_stay_float32_under_bf16_autocast_on_cuda(name: str):
     g = torch.Generator(device="cuda").manual_seed(0)
