@@ -174,10 +174,6 @@ class S3Backend(Backend):
             kwargs["endpoint_url"] = endpoint
         if options.get("region"):
             kwargs["region_name"] = options["region"]
-        if options.get("access_key") and options.get("secret_key"):
-            kwargs.update(aws_access_key_id=options["access_key"], aws_secret_access_key=options["secret_key"])
-            if options.get("session_token"):
-                kwargs["aws_session_token"] = options["session_token"]
         self.uri = store.uri
         self.client = boto3.session.Session().client("s3", **kwargs)  # a fresh session: credentials as the environment has them now
         self.bucket, _, prefix = store.base.partition("/")

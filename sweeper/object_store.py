@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sweeper.lease import Lease, lease_for
 from sweeper.store import STATE_NAME, Location, Store, StoreError, finished_ids, json_text, parse_record
-from sweeper.uris import display_uri, first_line, is_uri, join_uri, local_path_of, s3_endpoint, store_problem
+from sweeper.uris import credentials_problem, display_uri, first_line, is_uri, join_uri, local_path_of, s3_endpoint, store_problem
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs  # imported where used: `status` of a local store stays free of pyarrow and numpy
@@ -43,6 +43,9 @@ def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """(pyarrow file system, path on it) of a store URI; `StoreError` naming the problem."""
     import pyarrow.fs as pafs
 
+    problem = credentials_problem(uri)
+    if problem:
+        raise StoreError(problem)
     parts = urlsplit(uri)
     if parts.scheme == "s3":
         _, query = s3_endpoint(uri)

@@ -29,9 +29,20 @@ def join_uri(uri: str, *names: str) -> str:
 
 
 def display_uri(uri: str) -> str:
-    """The URI without its query (which may carry credentials), for messages and reports."""
+    """The URI without a `KEY:SECRET@` user part and without its query, for messages and reports."""
     parts = urlsplit(uri)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def credentials_problem(uri: str) -> str | None:
+    """Why a `storage:` / `report:` URI may not carry credentials (`s3://KEY:SECRET@bucket/...`,
+    which pyarrow would take), or None. In the URI they would be written into the store's
+    study.yaml, the report, Ray's logs and every message naming the store; the secret is not echoed."""
+    if "@" not in urlsplit(uri).netloc:
+        return None
+    return (f"{display_uri(uri)}: the URI carries credentials (the part before '@'); give them as AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or a profile or instance role) on the driver and every node, so they are not written "
+            "into the store, the report and the logs")
 
 
 def s3_endpoint(uri: str) -> tuple[str | None, str]:

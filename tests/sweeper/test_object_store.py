@@ -172,6 +172,28 @@ def test_a_bad_object_store_is_one_line_exit_2_and_starts_nothing(s3, tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
+SECRET = "wJalrSECRETbPxRfiCY"
+
+
+def test_credentials_in_a_uri_are_refused_in_one_line_that_does_not_echo_them(tmp_path: Path, capsys, ray_start_spy):
+    """pyarrow would take `s3://KEY:SECRET@bucket`, but the URI is written into the store's
+    study.yaml, the report and every message naming the store: refused, wherever it comes from."""
+    uri = f"s3://AKIAEXAMPLE:{SECRET}@bucket/runs?endpoint_override=127.0.0.1:{free_port()}&scheme=http"  # nothing beyond loopback, even if accepted
+    for source in ("storage", "report", "--storage", "report --out"):
+        top = {"storage": uri} if source == "storage" else {"report": uri} if source == "report" else {}
+        path = write_study(tmp_path, name="creds", grid=[8], **top)
+        args = {"--storage": ["run", str(path), "--storage", uri], "report --out": ["report", str(path), "--out", uri]}.get(source, ["run", str(path)])
+        if source == "report --out":
+            (tmp_path / "runs" / "creds").mkdir(parents=True, exist_ok=True)
+            (tmp_path / "runs" / "creds" / "study.yaml").write_text(path.read_text())  # a store to report on
+        assert main(args) == 2, source
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "the URI carries credentials" in lines[0] and "s3://bucket/runs" in lines[0], (source, err)
+        assert SECRET not in err and "AKIAEXAMPLE" not in err, source
+    assert ray_start_spy == []
+
+
 # ------------------------------------------------------------------------- the tiny study, end to end (slow)
 
 
