@@ -213,7 +213,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = results["status"].value_counts().to_dict() if len(results) else {}
     print(f"{store.location}: state {state}, {len(results)} trial records: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if len(results):
-        columns = [c for c in ("trial_id", "status", "resolution_schedule", "backbone.width", "data_fraction", "epochs", "seed", "knn_top1", "train_pflops", "wall_s") if c in results]
+        columns = [c for c in ("trial_id", "status", "resolution_schedule", "backbone.width", "data_fraction", "epochs", "seed", "knn_top1",
+                               "knn_pixels_top1", "knn_random_top1", "train_pflops", "wall_s") if c in results]  # a kNN figure beside its floors
         print(results[columns].to_string(index=False))
     return 0
 

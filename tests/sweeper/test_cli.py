@@ -52,6 +52,7 @@ def test_status_and_report_of_a_finished_study(tmp_path: Path, capsys, local_ray
     assert main(["status", str(path)]) == 0
     out = capsys.readouterr().out
     assert "state finished" in out and "1 finished" in out
+    assert "knn_top1  knn_pixels_top1  knn_random_top1" in out  # each figure beside its floors (NaN here: TINY_TRIAL has them off)
     assert main(["status", str(tmp_path / "runs" / "shown")]) == 0
     out_dir = tmp_path / "elsewhere"
     (tmp_path / "runs" / "shown" / "results.parquet").unlink()  # tables are rebuilt from the records
