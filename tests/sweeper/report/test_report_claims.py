@@ -98,13 +98,15 @@ def test_all_below_floors_puts_the_floors_first_and_marks_every_pair_not_meaning
     assert verdict_line(pairs, pd.DataFrame(), head).startswith("Verdict: not meaningful.")
 
 
+def width_rows(arms: tuple[tuple[float, float, float], ...]) -> list[dict]:
+    """Three seeds per (width, accuracy, random-encoder floor); cost = width, raw pixels 0.60."""
+    return [{"backbone.width": width, "seed": seed, "knn_top1": acc + 0.002 * seed, "train_pflops": width,
+             "knn_pixels_top1": 0.60, "knn_random_top1": random_floor}
+            for width, acc, random_floor in arms for seed in range(3)]
+
+
 def test_floors_are_per_architecture_never_a_mean_over_widths():
-    rows = []
-    for width, acc, random_floor in ((0.125, 0.72, 0.74), (1.0, 0.90, 0.70)):
-        for seed in range(3):
-            rows.append({"backbone.width": width, "seed": seed, "knn_top1": acc + 0.002 * seed,
-                         "train_pflops": width, "knn_pixels_top1": 0.60, "knn_random_top1": random_floor})
-    df = table(rows)
+    df = table(width_rows(((0.125, 0.72, 0.74), (1.0, 0.90, 0.70))))
     configs = configurations(df, ["backbone.width"]).set_index("backbone.width")
     assert configs.loc[0.125, "knn_random_top1"] == pytest.approx(0.74)  # its own, not the 0.72 mean
     assert configs.loc[1.0, "knn_random_top1"] == pytest.approx(0.70)
@@ -118,12 +120,7 @@ def test_floors_are_per_architecture_never_a_mean_over_widths():
 
 
 def test_a_cheapest_configuration_of_another_architecture_is_stated_with_its_own_floors():
-    rows = []
-    for width, acc, random_floor in ((0.5, 0.896, 0.91), (1.0, 0.90, 0.70)):
-        for seed in range(3):
-            rows.append({"backbone.width": width, "seed": seed, "knn_top1": acc + 0.002 * seed,
-                         "train_pflops": width, "knn_pixels_top1": 0.60, "knn_random_top1": random_floor})
-    head = headline(table(rows), OBJ, knobs=["backbone.width"])
+    head = headline(table(width_rows(((0.5, 0.896, 0.91), (1.0, 0.90, 0.70)))), OBJ, knobs=["backbone.width"])
     assert head.best["backbone.width"] == 1.0 and head.cheapest["backbone.width"] == 0.5
     assert head.sentences[1].endswith("It is not above the floors of its own architecture "
                                       "(raw-pixel kNN top-1 60.0%; random-encoder kNN top-1 91.0%).")
