@@ -43,7 +43,6 @@ RECALIBRATION_IMAGES = 4096  # s3l_core.finetune.RECALIBRATION_IMAGES (imported 
 LINEAR_PROBE_CLOSURE_CALLS = 100  # L-BFGS max_iter in s3l_core.evaluate.linear_probe_top1 (an upper bound)
 
 
-
 @dataclass(frozen=True)
 class TrialCost:
     """Predicted FLOPs of one trial, in PFLOPs; `total` is what budgets and the ledger count."""

@@ -111,8 +111,9 @@ def _location_check(v: Any) -> str | None:
     """A local path, or an object-store URI such as s3://bucket/prefix (reached only when the study runs)."""
     problem = _text_check()(v)
     if problem is None and "://" in v and not v.startswith("file://"):
-        if credentials_problem(v):
-            return credentials_problem(v)  # before any message that would echo the URI
+        with_credentials = credentials_problem(v)
+        if with_credentials:
+            return with_credentials  # before any message that would echo the URI
         scheme, _, rest = v.partition("://")
         if scheme not in URI_SCHEMES:
             return f"{v!r}: unknown object-store scheme {scheme!r}; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"

@@ -71,9 +71,9 @@ def counts_sentence(counts: Mapping[str, int]) -> str:
 
 
 def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[str] = ()) -> Headline:
-    """The best configuration (chosen on validation accuracy when recorded, stated on test), the
-    cheapest configuration within 1 point of it, the best's floors beside it (first when they were not beaten), the
-    trial counts once, and how the intervals were made."""
+    """The best configuration (chosen on validation accuracy when recorded, stated on test) with
+    its floors (first when they were not beaten), the cheapest configuration within 1 point of
+    it, the trial counts once, and how the intervals were made."""
     accuracy = reported_column(next(iter(objectives)))
     cost = primary_cost(objectives)
     counts = status_counts(df)
