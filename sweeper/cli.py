@@ -145,7 +145,7 @@ def _dry_run(study: Study, storage: str | None) -> int:
         raise UserFacingError(str(exc)) from None
     print(render_estimate(study, finished_ids=finished))
     if study.search.algorithm.startswith("optuna") and finished:
-        print(f"{len(finished)} finished trials in {root} count toward num_samples")
+        print(f"{len(finished)} finished trials in {_shown(root)} count toward num_samples")
     return 0
 
 
