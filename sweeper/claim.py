@@ -84,7 +84,7 @@ def _remove_if_only_the_lock(top: Path) -> None:
 @dataclass(frozen=True)
 class WrittenReport:
     index: str  # where index.html is: a local path or a URI
-    answer: str  # the verdict and headline, as the report states them (its summary.txt)
+    answer: str  # the warnings, verdict and headline, as the report states them (its summary.txt)
 
 
 def write_study_report(store: "Store | ObjectStore", report_dir: Location) -> WrittenReport:

@@ -61,7 +61,7 @@ class RunSummary:
     failed: int
     report: Location | None
     nodes: int = 0  # the Ray nodes the study's finished trials ran on
-    answer: str | None = None  # the report's verdict and headline (its summary.txt)
+    answer: str | None = None  # the report's warnings, verdict and headline (its summary.txt)
 
 
 

@@ -2,7 +2,7 @@
 
 ``write_report(store_dir, report_dir)`` reads ``results.parquet``, ``epochs.parquet``,
 ``study.yaml``, ``provenance.json`` (and ``state.json`` if present) and writes
-``index.html`` plus PNG figures, and ``summary.txt`` (the verdict and headline as text).
+``index.html`` plus PNG figures, and ``summary.txt`` (its warnings, verdict and headline as text).
 Underneath: ``stats`` (intervals), ``verdict`` (the rule), ``compare`` (configurations, fair
 pairs, trend fits), ``claims`` (the sentences), ``figures`` and ``layout`` (figures and their
 checks), ``page`` (HTML).

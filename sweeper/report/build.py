@@ -54,7 +54,7 @@ from .summary import (
 from .verdict import FLOOR_COLUMNS, RULE
 
 FIGURE_PREFIX = "fig_"
-ANSWER_NAME = "summary.txt"  # the verdict and headline as plain text, for the terminal and scripts
+ANSWER_NAME = "summary.txt"  # warnings, verdict and headline as plain text, for the terminal and scripts
 MAX_HIGHLIGHT_CURVES = 8  # coloured learning curves (from the Pareto set)
 MAX_BACKGROUND_CURVES = 40  # grey learning curves sampled from the other trials
 MAX_PARETO_ROWS = 50
@@ -72,7 +72,7 @@ FigureHook = Callable[[str, Figure], None]
 
 def write_report(store_dir: Path, report_dir: Path, on_figure: FigureHook | None = None) -> Path:
     """Write the report for the study store ``store_dir`` into ``report_dir``; return index.html.
-    Beside it, ``summary.txt`` holds the verdict and headline as plain text (``answer_text``).
+    Beside it, ``summary.txt`` holds its warnings, verdict and headline as plain text (``answer_text``).
 
     Figures are written first and ``index.html`` last, each atomically, so a reader never
     sees a page pointing at a missing or half-written image. ``on_figure(name, figure)`` sees
@@ -126,7 +126,8 @@ def build_page(store: StoreSnapshot, files: dict[str, bytes], members: Membershi
         files[FIGURE_PREFIX + name] = png
         return figure(FIGURE_PREFIX + name, alt, png, caption)
 
-    files[ANSWER_NAME] = answer_text(verdict, summary).encode()
+    banners = _banners(store, df, members, len(stale))
+    files[ANSWER_NAME] = answer_text(banners, verdict, summary).encode()
     sections = [
         Section("headline", "1. Headline", _headline_html(verdict, summary)),
         _pareto_section(df, done, front, objectives, knobs, add_figure),
@@ -146,12 +147,13 @@ def build_page(store: StoreSnapshot, files: dict[str, bytes], members: Membershi
         + (" · swept: " + ", ".join(label(k) for k in knobs) if knobs else ""),
         f"store {store.path} · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
     ]
-    return render_page(f"{name}: S3L report", subtitle, _banners(store, df, members, len(stale)), sections)
+    return render_page(f"{name}: S3L report", subtitle, banners, sections)
 
 
-def answer_text(verdict: str, summary: Headline) -> str:
-    """The report's answer as plain text: the verdict line, then each headline sentence."""
-    return "\n".join([verdict, *summary.sentences]) + "\n"
+def answer_text(banners: Sequence[tuple[str, str]], verdict: str, summary: Headline) -> str:
+    """The report's answer as plain text: its banners first, as on the page (partial results, a
+    store problem), then the verdict line and each headline sentence."""
+    return "\n".join([*(text for _, text in banners), verdict, *summary.sentences]) + "\n"
 
 
 def _headline_html(verdict: str, summary: Headline) -> str:

@@ -93,8 +93,10 @@ def test_running_study_is_marked_partial(make_store, tmp_path):
 
 
 def test_crashed_and_unknown_state_are_marked(make_store, tmp_path):
-    _, page, _ = build(make_store(20, running=2, state="crashed"), tmp_path)
+    index, page, _ = build(make_store(20, running=2, state="crashed"), tmp_path)
     assert any("PARTIAL RESULTS: the study crashed" in t for t in page.text)
+    answer = (index.parent / "summary.txt").read_text().splitlines()  # what `run` and `report` print
+    assert answer[0].startswith("PARTIAL RESULTS: the study crashed") and any(line.startswith("Verdict") for line in answer[1:])
     _, page, _ = build(make_store(20, running=2, state=None), tmp_path)
     assert any("POSSIBLY PARTIAL" in t and "no state.json" in t for t in page.text)
 
