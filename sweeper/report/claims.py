@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .compare import config_words, configurations, reported_column, selection_column
+from .compare import config_floors_beaten, config_words, configurations, reported_column, selection_column
 from .stats import BINOMIAL, NONE, Interval, mean_interval
 from .summary import describe_value, fmt_acc, fmt_pct, label, plural, primary_cost, scaled_kind, status_counts
 from .verdict import (
@@ -20,7 +20,6 @@ from .verdict import (
     INCONCLUSIVE,
     MARGIN,
     NOT_MEANINGFUL,
-    floors_beaten,
     settle_words,
 )
 
@@ -89,7 +88,7 @@ def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[st
     near = configs[configs["accuracy"] >= best["accuracy"] - MARGIN - 1e-12]
     cheapest = near.loc[near["cost"].idxmin()] if near["cost"].notna().any() else best
     fraction = cheapest["cost"] / best["cost"] if best["cost"] > 0 else float("nan")
-    beaten, missed = floors_beaten(best["interval"], {c: best[c] for c in FLOOR_COLUMNS})
+    beaten, missed = config_floors_beaten(best)
     sentences = []
     chosen = f", chosen on {label(select)}" if select != accuracy else ""
     best_text = (f"{fmt_acc(best['accuracy'])} {label(accuracy)} ({interval_words(best['interval'])}; "
@@ -111,7 +110,7 @@ def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[st
                     f"({config_words(cheapest, knobs)}).")
         cheapest_floors = floor_words(cheapest)
         if cheapest_floors != floors:  # another architecture: its own floors stand beside its number
-            above, _ = floors_beaten(cheapest["interval"], {c: cheapest[c] for c in FLOOR_COLUMNS})
+            above, _ = config_floors_beaten(cheapest)
             sentence += (f" It is {'above' if above else 'not above'} the floors of its own architecture ({cheapest_floors})."
                          if cheapest_floors else " No floors were recorded for it.")
         sentences.append(sentence)

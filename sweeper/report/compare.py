@@ -196,12 +196,17 @@ def _longer(arm: pd.Series, ref: pd.Series, lengths: Sequence[str]) -> bool:
     return any(_is_set(arm[k]) and _is_set(ref[k]) and float(arm[k]) > float(ref[k]) for k in lengths)
 
 
+def config_floors_beaten(config: pd.Series) -> tuple[bool, str | None]:
+    """`floors_beaten` for a row of `configurations`: its accuracy interval against its own floors."""
+    return floors_beaten(config["interval"], {c: config[c] for c in FLOOR_COLUMNS})
+
+
 def _pair(knob: str, full: Any, pairing: str, arm: pd.Series, ref: pd.Series, fixed: Sequence[str],
           lengths: Sequence[str]) -> dict[str, Any]:
     diff = difference_interval(arm["by_seed"], ref["by_seed"], np.nanmean([arm["test_size"], ref["test_size"]])
                                if any(math.isfinite(_float(x)) for x in (arm["test_size"], ref["test_size"]))
                                else float("nan"))
-    beaten, missed = floors_beaten(ref["interval"], {c: ref[c] for c in FLOOR_COLUMNS})
+    beaten, missed = config_floors_beaten(ref)
     return {
         "knob": knob, "value": arm[knob], "full_value": full, "pairing": pairing,
         "context": ", ".join(f"{label(k)}={fmt_number(arm[k])}" for k in fixed),
