@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -28,15 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-import s3l_core
 from s3l_core.atomic import write_atomic
+from sweeper.trial_identity import trial_id  # noqa: F401 (the store names its records by it)
 from sweeper.uris import is_uri, join_uri, local_path_of
 
 if TYPE_CHECKING:
     from sweeper.study import Study
 
-# Keys that change where or how fast a trial runs, not what it computes.
-UNHASHED_KEYS = ("device", "data_dir", "download", "compile")
 TRIAL_STATUSES = ("finished", "failed", "stopped", "skipped_budget")
 # The fields every reader of a record relies on, with their types.
 RECORD_SHAPE: dict[str, type | tuple[type, ...]] = {"trial_id": str, "status": str, "config": dict}
@@ -49,14 +46,6 @@ log = logging.getLogger("sweeper.store")
 
 class StoreError(RuntimeError):
     """The store cannot be used: locked by another driver, unwritable, or damaged."""
-
-
-def trial_id(trial_config: dict[str, Any]) -> str:
-    """Stable 12-hex id of a resolved trial config (as `TrialConfig.to_dict()` gives it)."""
-    identity = {k: v for k, v in trial_config.items() if k not in UNHASHED_KEYS}
-    identity["results_version"] = s3l_core.RESULTS_VERSION
-    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def json_text(value: Any) -> str:
