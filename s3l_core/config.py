@@ -157,6 +157,14 @@ class TrialConfig:
             raise ConfigError(problems)
         return _normalise(config)
 
+    @classmethod
+    def type_problems(cls, data: Any) -> list[ConfigProblem]:
+        """Every key and type problem of a resolved config read back from a store (a record's
+        `config`), without the range and dataset checks, which depend on the machine reading it."""
+        problems: list[ConfigProblem] = []
+        _build(cls, data, "", problems)
+        return problems
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (stages as list of dicts, None-valued stage keys dropped)."""
         out = dataclasses.asdict(self)

@@ -28,16 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from s3l_core.atomic import write_atomic
+from sweeper.record import TRIAL_STATUSES, record_problem  # noqa: F401 (TRIAL_STATUSES: the store's vocabulary)
 from sweeper.trial_identity import trial_id  # noqa: F401 (the store names its records by it)
 from sweeper.uris import is_uri, join_uri, local_path_of
 
 if TYPE_CHECKING:
     from sweeper.study import Study
 
-TRIAL_STATUSES = ("finished", "failed", "stopped", "skipped_budget")
-# The fields every reader of a record relies on, with their types.
-RECORD_SHAPE: dict[str, type | tuple[type, ...]] = {"trial_id": str, "status": str, "config": dict}
-OPTIONAL_SHAPE: dict[str, type | tuple[type, ...]] = {"point": dict, "metrics": dict, "epochs": list, "error": (str, type(None))}
 LOCK_NAME = ".lock"
 STATE_NAME = "state.json"
 
@@ -58,12 +55,15 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def parse_record(data: str | bytes, tid: str, where: str) -> dict[str, Any] | None:
-    """The trial record stored as `data`, or None when it is damaged or of the wrong shape."""
+    """The trial record stored as `data`, or None when it is damaged or any field has the wrong type."""
     try:
         record = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None  # a damaged record counts as not computed: the trial runs again
-    problem = record_shape_problem(record, tid)
+    except RecursionError:
+        log.warning("skipping trial record %s: nested too deeply", where)
+        return None
+    problem = record_problem(record, tid)
     if problem:
         log.warning("skipping trial record %s: %s", where, problem)
         return None  # like a damaged record: the trial runs again
@@ -222,27 +222,6 @@ class Store:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-
-def record_shape_problem(record: Any, tid: str) -> str | None:
-    """Why a parsed record cannot be used (valid JSON of the wrong shape), or None."""
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    for key, kind in RECORD_SHAPE.items():
-        if not isinstance(record.get(key), kind):
-            return f"'{key}' is missing or not a {_kind_name(kind)}"
-    for key, kind in OPTIONAL_SHAPE.items():
-        if key in record and not isinstance(record[key], kind):
-            return f"'{key}' is not a {_kind_name(kind)}"
-    if record["trial_id"] != tid:
-        return f"its trial_id {record['trial_id']!r} does not match its file name"
-    if record["status"] not in TRIAL_STATUSES:
-        return f"unknown status {record['status']!r}"
-    return None
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({dict: "object", list: "list", str: "string", type(None): "null"}.get(k, k.__name__) for k in kinds)
 
 
 def check_writable(directory: Path, what: str) -> None:

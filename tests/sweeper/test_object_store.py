@@ -41,7 +41,9 @@ def aws(s3, monkeypatch):
 
 
 def record(tid: str, status: str = "finished") -> dict:
-    return {"trial_id": tid, "status": status, "config": {"x": 1}, "metrics": {}, "epochs": []}
+    from s3l_core.config import TrialConfig
+
+    return {"trial_id": tid, "status": status, "config": TrialConfig().to_dict(), "metrics": {}, "epochs": []}
 
 
 def test_records_are_objects_written_whole_and_read_back(aws):
