@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from sweeper.object_store import check_report_writable, is_uri, join_uri, local_path_of, upload_folder
-from sweeper.store import Location, StoreError, check_writable
+from sweeper.store import MARKER_NAME, Location, StoreError, check_writable, identity_problem, marker
 
 if TYPE_CHECKING:
     from sweeper.object_store import ObjectStore
@@ -44,9 +44,15 @@ def check_report_destination(report_dir: Location) -> None:
 
 
 @contextlib.contextmanager
-def claimed_store(store: "Store | ObjectStore", report_dir: Location | None) -> Iterator[None]:
+def claimed_store(store: "Store | ObjectStore", report_dir: Location | None, study_name: str) -> Iterator[None]:
     """Hold the study's lock with the store and report destination checked writable (before hours
-    of training, and before Ray starts). A run refused inside leaves no local folder behind that it made."""
+    of training, and before Ray starts). A run refused inside leaves no local folder behind that it made.
+
+    A folder that is not empty and is not this study's store is refused before anything is written
+    into it; the store is marked as this study's (`MARKER_NAME`) once the lock is held."""
+    problem = identity_problem(store, study_name)
+    if problem:
+        raise StoreError(problem)
     local_report = report_dir is not None and not (isinstance(report_dir, str) and is_uri(report_dir))
     made = [top for top in (None if store.remote else _first_missing(store.root), _first_missing(Path(report_dir)) if local_report else None)
             if top is not None]  # fmt: skip
@@ -55,6 +61,8 @@ def claimed_store(store: "Store | ObjectStore", report_dir: Location | None) -> 
             store.check_writable("the study store")
             if report_dir is not None:
                 check_report_destination(report_dir)
+            if not store.has(MARKER_NAME):
+                store.put_json(MARKER_NAME, marker(study_name))
             yield
     except BaseException:
         for top in made:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from sweeper.study import load_study
 from sweeper.study_model import Study, StudyError
@@ -137,9 +138,14 @@ def _dry_run(study: Study, storage: str | None) -> int:
     from sweeper.object_store import open_store
     from sweeper.store import StoreError, store_root
 
+    from sweeper.store import identity_problem
+
     root = store_root(study, storage)
     try:
         store = open_store(root)
+        problem = identity_problem(store, study.name)
+        if problem:
+            raise UserFacingError(problem)
         finished = store.finished_ids() if store.has("study.yaml") else set()
     except StoreError as exc:
         raise UserFacingError(str(exc)) from None
@@ -219,12 +225,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    import yaml
+def _stored_study(store: Any) -> Study:
+    """The study a store holds (its resolved study.yaml), validated as a study file is: where its
+    report goes comes from it, and a store can come from elsewhere (`name: ../../x` must not escape)."""
+    import tempfile
 
+    where = store.join("study.yaml")
+    with tempfile.TemporaryDirectory(prefix="s3l-study-") as scratch:
+        path = Path(where) if not store.remote else Path(scratch) / "study.yaml"
+        if store.remote:
+            path.write_text(store.get_text("study.yaml") or "")
+        try:
+            return load_study(path)
+        except StudyError as exc:
+            first = str(exc.problems[0]).replace(str(path), where) if exc.problems else "invalid"
+    raise UserFacingError(f"the store's study.yaml does not validate ({first}); fix it, or give --out for the report")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
     from s3l_core.atomic import UnsafeFolderError
-    from sweeper.claim import write_study_report
-    from sweeper.object_store import is_uri, join_uri
+    from sweeper.claim import report_location, write_study_report
+    from sweeper.object_store import is_uri
     from sweeper.results import write_tables
     from sweeper.object_store import open_store
     from sweeper.store import StoreError
@@ -234,12 +255,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         store = open_store(location.resolve() if isinstance(location, Path) else location)
         if not store.has("study.yaml"):
             raise UserFacingError(f"{store.location} is not a study store (no study.yaml); is it runs/<name>, and has the study run?")
+        out = args.out if args.out is not None else report_location(_stored_study(store))
         write_tables(store)  # from the trial records, so a running study's report is current
-        out = args.out
-        if out is None:
-            resolved = yaml.safe_load(store.get_text("study.yaml") or "{}")
-            base = str(resolved.get("report", "reports/"))
-            out = join_uri(base, resolved["name"]) if is_uri(base) else Path(base) / resolved["name"]
         written = write_study_report(store, out.absolute() if isinstance(out, Path) else out)  # absolute, not resolved: a symlinked folder is refused
     except (UnsafeFolderError, StoreError) as exc:
         raise UserFacingError(str(exc)) from None

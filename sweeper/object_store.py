@@ -112,6 +112,10 @@ class ObjectStore:
         data = self.get_bytes(name)
         return None if data is None else data.decode(errors="replace")
 
+    def entries(self) -> list[str]:
+        """The names at the store's top level (none when nothing is under its prefix)."""
+        return sorted(info.base_name for info in self._list(self.base))
+
     def has(self, name: str) -> bool:
         import pyarrow.fs as pafs
 

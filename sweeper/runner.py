@@ -228,7 +228,7 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
     root = store_root(study, storage)
     store = open_store(root)
     report_dir = report_location(study) if report else None
-    with claimed_store(store, report_dir), driver_files(store) as driver_dir:  # a locked or unwritable store is refused before Ray starts
+    with claimed_store(store, report_dir, study.name), driver_files(store) as driver_dir:  # a locked or unwritable store is refused before Ray starts
         connect(cluster_address(study, address))
         check_capacity(study)
         store.put("study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))

@@ -7,9 +7,10 @@ Layout:
     results.parquet|.csv, epochs.parquet      tables rebuilt from the records
     optuna.db                                 Optuna's study (optuna-dashboard sqlite:///optuna.db)
     .lock                                     held (flock) by the one driver running the study
+    .s3l-store.json                           {"format": 1, "study": <name>}: this folder is that study's store
 
-A trial's id hashes its resolved config and the results version, so a finished record
-is reused whenever the same trial is asked for again. `storage:` may also be an object-store
+A trial's id hashes what its resolved config computes and the results version
+(`sweeper/trial_identity.py`), so a finished record is reused whenever the same trial is asked for again. `storage:` may also be an object-store
 URI (`s3://bucket/prefix`): `sweeper.object_store.open_store` then gives an `ObjectStore`
 with the same interface, whose lock is a lease object (`sweeper/lease.py`).
 """
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 
 LOCK_NAME = ".lock"
 STATE_NAME = "state.json"
+# Says "this folder is the store of study <name>", so `run` never adopts a folder that is not one.
+MARKER_NAME = ".s3l-store.json"
+STORE_FORMAT = 1
+# What a refused or aborted run may leave in a folder that is otherwise not a store yet.
+LEFT_BY_A_REFUSED_RUN = (LOCK_NAME, ".lease")
 
 log = logging.getLogger("sweeper.store")
 
@@ -109,6 +115,13 @@ class Store:
 
     def has(self, name: str) -> bool:
         return (self.root / name).exists()
+
+    def entries(self) -> list[str]:
+        """The names at the store's top level (none when the folder does not exist)."""
+        try:
+            return sorted(p.name for p in self.root.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def ray_storage(self) -> tuple[str, None]:
         """(`storage_path`, `storage_filesystem`) for Ray Tune's `RunConfig`."""
@@ -222,6 +235,49 @@ class Store:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+
+
+def marker(name: str) -> dict[str, Any]:
+    return {"format": STORE_FORMAT, "study": name}
+
+
+def identity_problem(store: "Store | Any", name: str) -> str | None:
+    """Why `store` must not be used as the store of study `name`, or None: an empty or new folder,
+    this study's store, or a store of 0.1.0 (no marker yet) whose study.yaml names this study."""
+    entries = [e for e in store.entries() if e not in LEFT_BY_A_REFUSED_RUN]
+    if not entries:
+        return None
+    where = store.location
+    if MARKER_NAME in entries:
+        try:
+            saved = json.loads(store.get_text(MARKER_NAME) or "")
+            owner, version = saved["study"], saved["format"]
+        except (ValueError, TypeError, KeyError):
+            return f"{store.join(MARKER_NAME)} is damaged; if {where} is the store of study {name!r}, remove that file and run again"
+        if owner != name:
+            return f"{where} is the store of another study ({str(owner)[:100]!r}), not of {name!r}; give this study its own `name` or `storage`"
+        if version != STORE_FORMAT:
+            return f"{where} is a store of format {str(version)[:20]}, which this release does not read (it reads format {STORE_FORMAT})"
+        return None
+    owner = _stored_study_name(store) if "study.yaml" in entries else None
+    if owner == name and ({"trials", STATE_NAME} & set(entries)):
+        return None  # written before stores carried a marker: adopted
+    if owner is not None:
+        return f"{where} holds a study.yaml of another study ({owner[:100]!r}), not of {name!r}; give this study its own `name` or `storage`"
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    return f"{where} is not empty and is not a study store (it holds {shown}); give the study an empty or new folder (`storage`, `name`)"
+
+
+def _stored_study_name(store: "Store | Any") -> str | None:
+    """The `name` in a store's study.yaml, or "" when the file is not a study's."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(store.get_text("study.yaml") or "")
+    except yaml.YAMLError:
+        return ""
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def check_writable(directory: Path, what: str) -> None:

@@ -108,3 +108,21 @@ def test_status_and_report_skip_each_bad_record_with_one_warning_naming_its_file
     for tid in [*bad, "aaaaaaaaaaa5"]:
         lines = [r.getMessage() for r in caplog.records if f"{tid}.json" in r.getMessage()]
         assert lines and all("resolution" in line or "wall_s" in line or "gpu_fraction" in line or "epochs" in line for line in lines), tid
+
+
+@pytest.mark.parametrize("name_line", ["name: ../../../../escaped", "name: {tmp}/escaped", None])
+def test_report_of_a_store_whose_study_yaml_is_bad_is_one_line_and_writes_nothing(tmp_path: Path, capsys, name_line: str | None) -> None:
+    """`report STORE` built the report path from the store's own study.yaml unchecked: `name:
+    ../../../../escaped` wrote index.html outside every report folder; no `name` was a KeyError."""
+    from sweeper.cli import main
+
+    root = tmp_path / "deep" / "er" / "runs" / "upgrade-v1"
+    shutil.copytree(FIXTURE_STORE, root)
+    lines = [line for line in (root / "study.yaml").read_text().splitlines() if not line.startswith(("name:", "report:"))]
+    lines += [f"report: {tmp_path / 'deep' / 'er' / 'reports'}"] + ([name_line.format(tmp=tmp_path)] if name_line else [])
+    (root / "study.yaml").write_text("\n".join(lines) + "\n")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert main(["report", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "study.yaml does not validate" in err[0] and "name" in err[0], err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # no table rewritten, no report anywhere

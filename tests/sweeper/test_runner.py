@@ -52,11 +52,12 @@ def write_records(study, statuses: list[str]) -> list[dict]:
     """A record per status for the study's first points, in order; the study's points."""
     import sweeper.runner as runner
     from sweeper.plan import unique_points
-    from sweeper.store import Store, store_root
+    from sweeper.store import MARKER_NAME, Store, marker, store_root
     from sweeper.trainable import new_record, trial_config_for
 
     root = store_root(study)
     store, context = Store(root), runner._context(study, root)
+    store.put_json(MARKER_NAME, marker(study.name))  # as an earlier run of the study left it
     points = unique_points(study)
     for point, status in zip(points, statuses):
         store.write_record(new_record(point, trial_config_for(context, point), context, status))

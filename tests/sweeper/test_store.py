@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -163,3 +164,62 @@ def test_a_record_write_that_fails_to_sync_or_rename_keeps_the_old_record(tmp_pa
     monkeypatch.undo()
     assert store.record_path("abc").read_bytes() == before
     assert [p.name for p in store.trials_dir.iterdir()] == ["abc.json"]  # no temp file left
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("holds", ["another study's files", "a store of another study", "notes"])
+def test_run_refuses_a_folder_that_is_not_this_studys_store_and_writes_nothing_into_it(tmp_path: Path, capsys, ray_start_spy, holds: str):
+    """`storage:` pointed at a folder holding another study's study.yaml, a results.csv and notes
+    replaced that study.yaml and wrote state.json within a minute (issue 25); now one line, exit 2."""
+    from tests.sweeper.conftest import write_study
+
+    from sweeper.cli import main
+    from sweeper.store import MARKER_NAME
+
+    folder = tmp_path / "runs" / "mine"
+    folder.mkdir(parents=True)
+    if holds == "another study's files":
+        (folder / "study.yaml").write_text("name: theirs\ndataset: digits\n")
+        (folder / "results.csv").write_text("trial_id,knn_top1\nabc,0.9\n")
+        (folder / "notes.txt").write_text("do not lose")
+        expected = "holds a study.yaml of another study ('theirs')"
+    elif holds == "a store of another study":
+        (folder / MARKER_NAME).write_text('{"format": 1, "study": "theirs"}')
+        (folder / "trials").mkdir()
+        expected = "is the store of another study ('theirs')"
+    else:
+        (folder / "notes.txt").write_text("do not lose")
+        expected = "is not empty and is not a study store (it holds notes.txt)"
+    before, names = _snapshot(folder), sorted(p.name for p in folder.iterdir())
+    path = write_study(tmp_path, name="mine")
+    assert main(["run", str(path), "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0] and str(folder) in err[0], err
+    assert _snapshot(folder) == before and sorted(p.name for p in folder.iterdir()) == names  # not even a .lock
+    assert ray_start_spy == []
+    assert main(["run", str(path), "--dry-run"]) == 2  # the dry run says the same
+    assert expected in capsys.readouterr().err
+
+
+def test_a_claimed_store_is_marked_as_its_studys_and_a_0_1_0_store_is_adopted(tmp_path: Path):
+    import shutil
+
+    from sweeper.claim import claimed_store
+    from sweeper.store import MARKER_NAME, identity_problem
+
+    fresh = Store(tmp_path / "fresh")
+    with claimed_store(fresh, None, "fresh"):
+        pass
+    assert json.loads((fresh.root / MARKER_NAME).read_text()) == {"format": 1, "study": "fresh"}
+    assert identity_problem(fresh, "fresh") is None and "another study ('fresh')" in identity_problem(fresh, "other")
+
+    old = tmp_path / "upgrade-v1"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "store-0.1.0" / "upgrade-v1", old)
+    assert identity_problem(Store(old), "upgrade-v1") is None  # no marker: a store written by 0.1.0
+    assert "another study ('upgrade-v1')" in identity_problem(Store(old), "other")
+    with claimed_store(Store(old), None, "upgrade-v1"):
+        pass
+    assert json.loads((old / MARKER_NAME).read_text())["study"] == "upgrade-v1"
