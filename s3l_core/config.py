@@ -386,6 +386,8 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
 
 def resolve_recipe(c: TrialConfig) -> TrialConfig:
     """`c` with every None optimiser and head setting taken from its method's recipe."""
+    if c.method not in RECIPES:  # a method without its recipe: a config error, never a KeyError traceback
+        raise ConfigError([ConfigProblem("method", f"no optimiser recipe for method '{c.method}'; known: {', '.join(RECIPES)}")])
     recipe = RECIPES[c.method]
     o, m = c.optimizer, c.method_params
     hidden, projection, predictor = head_sizes(c.method, c.backbone.width)

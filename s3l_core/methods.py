@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import ResNet
-from .config import MethodConfig
+from .config import ConfigError, ConfigProblem, MethodConfig
 from .losses import byol_loss, moco_infonce, nt_xent, simsiam_loss
 
 
@@ -334,6 +334,6 @@ def build_method(
     `num_classes` is used only by the supervised reference; `num_train_images`, the number of
     pre-training images, caps MoCo's queue (None: no cap).
     """
-    if name not in METHODS:
-        raise ValueError(f"unknown method '{name}'; known: {', '.join(METHODS)}")
+    if name not in METHODS:  # a ConfigError: Ray does not retry it (a retry cannot fix a config)
+        raise ConfigError([ConfigProblem("method", f"unknown method '{name}'; known: {', '.join(METHODS)}")])
     return METHODS[name](encoder, params, num_classes, num_train_images)

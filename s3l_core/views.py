@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import AugmentConfig
+from .config import AugmentConfig, ConfigError, ConfigProblem
 
 # Blur as MoCo v2 / torchvision's GaussianBlur: sigma in [0.1, 2.0] pixels of the output view.
 # (Scaling sigma down with the view made it a no-op below ~64 px: under 0.0003 of a pixel
@@ -75,8 +75,8 @@ DEFAULT_JITTER_PROB = 0.8
 
 def preset_for(method: str, augment: AugmentConfig, resolution: int) -> AugmentPreset:
     """The method's preset for views of `resolution` px, with every non-None field of `augment` applied."""
-    if method not in PRESETS:
-        raise ValueError(f"no augmentation preset for method '{method}'; known: {', '.join(PRESETS)}")
+    if method not in PRESETS:  # a ConfigError: Ray does not retry it (a retry cannot fix a config)
+        raise ConfigError([ConfigProblem("method", f"no augmentation preset for method '{method}'; known: {', '.join(PRESETS)}")])
     preset = PRESETS[method]
     changes: dict[str, object] = {}
     if resolution < PRESET_BLUR_MIN_RESOLUTION:

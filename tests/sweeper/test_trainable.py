@@ -147,3 +147,27 @@ def test_the_newest_checkpoint_of_all_earlier_runs_is_the_one_resumed(fake_trial
         os.utime(directory, (written, written))
     run_trial({"point": point}, context)
     assert [state["epoch"] for state in calls["train"]] == [3]
+
+
+@pytest.mark.parametrize("registry", ["METHODS", "PRESETS", "RECIPES"])
+def test_a_method_missing_from_a_registry_is_a_config_error_that_is_not_retried(tmp_path: Path, monkeypatch, registry: str):
+    """A method one list lacks was a ValueError or KeyError: Ray retried it as a crash, and
+    `validate` printed a KeyError traceback for one without a recipe."""
+    from s3l_core import methods, recipes, views
+    from s3l_core.config import AugmentConfig, MethodConfig, TrialConfig
+    from sweeper.study import load_study
+    from sweeper.study_model import StudyError
+    from sweeper.trainable import PERMANENT_ERRORS
+
+    table = {"METHODS": methods.METHODS, "PRESETS": views.PRESETS, "RECIPES": recipes.RECIPES}[registry]
+    monkeypatch.delitem(table, "byol")
+    with pytest.raises(PERMANENT_ERRORS, match="byol"):
+        if registry == "METHODS":
+            methods.build_method("byol", None, MethodConfig(), 10)
+        elif registry == "PRESETS":
+            views.preset_for("byol", AugmentConfig(), 28)
+        else:
+            TrialConfig.from_dict({"method": "byol"})
+    if registry == "RECIPES":
+        with pytest.raises(StudyError, match="byol"):
+            load_study(write_study(tmp_path, trial={"method": "byol"}))
