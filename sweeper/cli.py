@@ -126,9 +126,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
+    study = _load(study_file(args.study))  # refused before torch is imported
     from sweeper.estimate import render_estimate
 
-    print(render_estimate(_load(study_file(args.study))))
+    print(render_estimate(study))
     return 0
 
 
@@ -156,11 +157,11 @@ def _dry_run(study: Study, storage: str | None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sweeper.runner import ClusterError, available_resources, cluster_address, run_study
+    path = study_file(args.study)
+    study = _load(path)  # a malformed study is refused here, as fast as `validate`: before Ray or torch is imported
+    from sweeper.cluster import ClusterError, available_resources, cluster_address
     from sweeper.store import StoreError
 
-    path = study_file(args.study)
-    study = _load(path)
     address = cluster_address(study, args.address)
     if args.dry_run and address is not None:
         return _dry_run(study, args.storage)  # a dry run does not attach to a cluster
@@ -169,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = load_study(path, cluster_resources=available_resources(address))
         if args.dry_run:
             return _dry_run(study, args.storage)
+        from sweeper.runner import run_study
+
         summary = run_study(study, address=args.address, storage=args.storage, report=not args.no_report, verbose=args.verbose)
     except (StoreError, ClusterError) as exc:
         raise UserFacingError(str(exc)) from None
@@ -245,9 +248,7 @@ def _stored_study(store: Any) -> Study:
 def cmd_report(args: argparse.Namespace) -> int:
     from s3l_core.atomic import UnsafeFolderError
     from sweeper.claim import report_location, write_study_report
-    from sweeper.object_store import is_uri
-    from sweeper.results import write_tables
-    from sweeper.object_store import open_store
+    from sweeper.object_store import is_uri, open_store
     from sweeper.store import StoreError
 
     location = store_of(args.store, args.storage)
@@ -256,6 +257,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not store.has("study.yaml"):
             raise UserFacingError(f"{store.location} is not a study store (no study.yaml); is it runs/<name>, and has the study run?")
         out = args.out if args.out is not None else report_location(_stored_study(store))
+        from sweeper.results import write_tables  # pandas: only once the store and its study are known good
+
         write_tables(store)  # from the trial records, so a running study's report is current
         written = write_study_report(store, out.absolute() if isinstance(out, Path) else out)  # absolute, not resolved: a symlinked folder is refused
     except (UnsafeFolderError, StoreError) as exc:

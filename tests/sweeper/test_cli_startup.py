@@ -34,6 +34,18 @@ def test_help_version_and_validate_import_nothing_heavy(argv):
     assert loaded == set(), f"{' '.join(argv)} imported {sorted(loaded)}"
 
 
+@pytest.mark.parametrize("command", ["run", "estimate", "status", "report"])
+def test_a_malformed_study_is_refused_before_torch_or_ray_is_imported(tmp_path, command):
+    """`run` imported Ray, torch and pandas before reading the study: 7.9 s to refuse a typo on an
+    idle machine (55 s under load) against 0.16 s for `validate`."""
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: typo\ndataset: fashion-mnist-sample\ntrial: {epochz: 2}\n")
+    loaded, done = _modules_loaded_by(command, str(path))
+    assert done.returncode == 2, done.stderr
+    assert "trial.epochz: unknown key" in done.stderr
+    assert loaded == set(), f"{command} imported {sorted(loaded)} before refusing the study"
+
+
 def test_version_prints_the_installed_version():
     from importlib.metadata import version
 
