@@ -27,11 +27,13 @@ def train_step_flops(
     stem: str,
     resolution: int,
     batch_size: int,
+    num_train_images: int | None = None,
 ) -> float:
-    """FLOPs of one optimisation step (forward and backward through both views)."""
+    """FLOPs of one optimisation step (forward and backward through both views). `num_train_images`,
+    the pre-training pool, caps MoCo's queue as in training (None: uncapped)."""
     with torch.device("meta"):
         encoder = build_resnet(backbone.depth, backbone.width, backbone.stages, in_channels, stem)
-        model = build_method(method, encoder, params, num_classes)
+        model = build_method(method, encoder, params, num_classes, num_train_images=num_train_images)
         views = [torch.empty(batch_size, in_channels, resolution, resolution) for _ in range(2)]
         labels = torch.zeros(batch_size, dtype=torch.long)
     model.train()

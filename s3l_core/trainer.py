@@ -172,7 +172,7 @@ def train(
         loss_fn = torch.compile(model.loss)
     presets = {res: preset_for(config.method, config.augment, res) for res, _ in config.stage_plan()}
     step_flops = {
-        res: train_step_flops(config.method, b, config.method_params, data.channels, data.num_classes, stem, res, plan.batch_size)
+        res: train_step_flops(config.method, b, config.method_params, data.channels, data.num_classes, stem, res, plan.batch_size, splits.pretrain_size)
         for res in presets
     }
     evaluator = Evaluator(config, splits, stem, data.native_size, data.num_classes, mean, std, device)

@@ -117,6 +117,12 @@ def run_plan(config: TrialConfig) -> "RunPlan":
     """The trainer's step plan for `config`, from the dataset's shape (classes taken as equal in size)."""
     from s3l_core.schedule import plan_run
 
+    subset, pool = _pretrain_sizes(config)
+    return plan_run(config, subset, pool)
+
+
+def _pretrain_sizes(config: TrialConfig) -> tuple[int, int]:
+    """(pre-training subset, the pool it is drawn from) in images, as the trainer's splits give them."""
     images, _, classes = dataset_shape(config.dataset)
     unlabelled = 0 if config.dataset.startswith("imagefolder:") or config.method == "supervised" else BUILTIN_SHAPES[config.dataset].unlabeled_images
     per_class = images / classes
@@ -125,7 +131,7 @@ def run_plan(config: TrialConfig) -> "RunPlan":
     subset = classes * max(1, round(config.data_fraction * bank_per_class))
     if unlabelled:
         subset += max(1, round(config.data_fraction * unlabelled))
-    return plan_run(config, subset, bank + unlabelled)
+    return subset, bank + unlabelled
 
 
 def _heads_at_full_width(config: TrialConfig) -> MethodConfig:
@@ -145,10 +151,12 @@ def predicted_train_pflops_by_resolution(config: TrialConfig) -> dict[int, float
     images, channels, classes = dataset_shape(config.dataset)
     reference_backbone = replace(config.backbone, width=1.0)
     reference_params = _heads_at_full_width(config)
+    pretrain_images = _pretrain_sizes(config)[0] if config.method == "moco_v2" else None  # the count of no other method depends on it
     by_resolution: dict[int, float] = {}
     for stage in plan.stages:
         reference = train_step_flops(
-            config.method, reference_backbone, reference_params, channels, classes, stem_argument(config), stage.resolution, REFERENCE_BATCH
+            config.method, reference_backbone, reference_params, channels, classes, stem_argument(config), stage.resolution, REFERENCE_BATCH,
+            pretrain_images,  # MoCo's queue is capped at the pool it trains on
         )
         flops = reference / REFERENCE_BATCH * config.backbone.width**2 * batch * stage.steps
         by_resolution[stage.resolution] = by_resolution.get(stage.resolution, 0.0) + flops / 1e15

@@ -23,10 +23,10 @@ EPOCH_COLUMNS = ("trial_id", "epoch", "step", "resolution", "loss", "lr", "knn_v
 
 
 def schedule_label(resolution: int | list[dict[str, Any]]) -> str:
-    """`28`, or `14x8,28x2` for 14 px for 8 epochs then 28 px for 2."""
+    """`28`; `14x8,28x2` for 14 px for 8 epochs then 28 px for 2; `8x10s,14x10s` for stages in steps."""
     if isinstance(resolution, int):
         return str(resolution)
-    return ",".join(f"{s['resolution']}x{s['epochs']}" for s in resolution)
+    return ",".join(f"{s['resolution']}x{s['epochs']}" if s.get("epochs") is not None else f"{s['resolution']}x{s['steps']}s" for s in resolution)
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:

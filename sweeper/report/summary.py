@@ -149,15 +149,20 @@ def scaled_kind(column: str) -> str | None:
 
 
 def parse_schedule(value: Any) -> list[tuple[int, int | None]]:
-    """``"14x8,28x2"`` -> [(14, 8), (28, 2)]; ``"28"`` -> [(28, None)]; junk -> []."""
+    """``"14x8,28x2"`` -> [(14, 8), (28, 2)] (epochs, or steps for ``"8x10s,14x10s"``); ``"28"`` -> [(28, None)]; junk -> []."""
     stages = []
     for part in str(value).split(","):
-        res, _, epochs = part.strip().partition("x")
+        res, _, length = part.strip().partition("x")
         try:
-            stages.append((int(float(res)), int(epochs) if epochs else None))
+            stages.append((int(float(res)), int(length.removesuffix("s")) if length else None))
         except ValueError:
             return []
     return stages
+
+
+def schedule_unit(value: Any) -> str:
+    """What a schedule label's stage lengths count: "steps" (``8x10s``) or "epochs"."""
+    return "steps" if str(value).endswith("s") else "epochs"
 
 
 def describe_value(column: str, value: Any) -> str:
@@ -170,7 +175,7 @@ def describe_value(column: str, value: Any) -> str:
         if stages:
             parts = [f"{r} px" + (f" for {e}" if e else "") for r, e in stages]
             if stages[0][1]:
-                parts[0] += " epochs"
+                parts[0] += f" {schedule_unit(value)}"
             return " then ".join(parts)
     if kind == "width":
         return f"width {fmt_number(value)}x"

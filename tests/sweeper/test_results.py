@@ -77,3 +77,17 @@ def test_tables_that_fail_to_sync_or_rename_keep_the_old_tables(tmp_path: Path, 
     monkeypatch.undo()
     assert {name: (tmp_path / name).read_bytes() for name in tables} == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_schedule_in_steps_makes_its_tables_and_its_wording(tmp_path: Path):
+    """`trial: {steps: 20}` with stages given as fractions: the tables read `s['epochs']` of every
+    stage and failed with KeyError at the end of run, in status and in report (issue 24)."""
+    from sweeper.report.summary import describe_value
+
+    config = TrialConfig.from_dict({"steps": 20, "resolution": [{"resolution": 8, "fraction": 0.5}, {"resolution": 14, "fraction": 0.5}]})
+    store = Store(tmp_path)
+    store.write_record({"trial_id": "a", "status": "finished", "config": config.to_dict(), "metrics": {"knn_top1": 0.5}})
+    results = write_tables(store)
+    assert results["resolution_schedule"].tolist() == ["8x10s,14x10s"] and results["resolution"].tolist() == [14]
+    assert describe_value("resolution_schedule", "8x10s,14x10s") == "8 px for 10 steps then 14 px for 10"
+    assert describe_value("resolution_schedule", "14x8,28x2") == "14 px for 8 epochs then 28 px for 2"
