@@ -25,7 +25,7 @@ from .compare import (
     trend_fits,
     trend_model,
 )
-from .membership import Membership, current_trial_ids, membership
+from .membership import Membership, Plan, current_trial_ids, membership, study_plan
 from .page import (
     Section,
     columns_for,
@@ -84,7 +84,7 @@ def write_report(store_dir: Path, report_dir: Path, on_figure: FigureHook | None
     ids, why = current_trial_ids(Path(store_dir))
     report_dir = Path(report_dir)
     files: dict[str, bytes] = {}
-    html = build_page(store, files, membership(store.results, ids, why), on_figure)
+    html = build_page(store, files, membership(store.results, ids, why, study_plan(Path(store_dir))), on_figure)
     index = report_dir / "index.html"
     # index last; deletes only files an earlier report wrote (its manifest), never through a link
     write_file_set(report_dir, {**files, index.name: html.encode()})
@@ -183,6 +183,18 @@ def _front_trials(df: pd.DataFrame, done: pd.DataFrame, knobs: Sequence[str], ob
 # ---------------------------------------------------------------- banners
 
 
+def _planned_tally(plan: Plan, df: pd.DataFrame, counts: pd.Series) -> str:
+    """'6 planned: 4 finished, 1 interrupted, 1 not started' (each kind that has trials)."""
+    recorded = set(df["trial_id"].astype(str)) if len(df) else set()
+    interrupted = plan.interrupted(recorded)
+    parts = [f"{int(counts.get('finished', 0))} finished"]
+    words = {"failed": "failed", "stopped": "stopped early", "skipped_budget": "skipped (budget spent)", **{s: s for s in UNFINISHED}}
+    parts += [f"{int(counts[status])} {word}" for status, word in words.items() if counts.get(status, 0)]
+    not_started = max(0, plan.planned - len(recorded) - interrupted)
+    parts += [f"{n} {word}" for n, word in ((interrupted, "interrupted"), (not_started, "not started")) if n]
+    return f"{plan.planned} planned: " + ", ".join(parts)
+
+
 def _banners(store: StoreSnapshot, df: pd.DataFrame, members: Membership, stale: int) -> list[tuple[str, str]]:
     counts = df["status"].value_counts() if len(df) else pd.Series(dtype=int)
     unfinished = int(sum(counts.get(s, 0) for s in UNFINISHED))
@@ -190,6 +202,14 @@ def _banners(store: StoreSnapshot, df: pd.DataFrame, members: Membership, stale:
     state = str(store.state.get("state", "unknown")) if store.state else None
     banners: list[tuple[str, str]] = []
     tally = f"{n_done} of {len(df)} trials finished"
+    plan = members.plan if members.note is None else None  # a plan means nothing when membership was not checked
+    if plan is not None and n_done < plan.planned:
+        # Counted against the study's plan, not the records on disk: an interrupted run leaves no record
+        # for the trials it stopped, nor for those it never started.
+        tally = _planned_tally(plan, df, counts)
+        if state in (None, "finished"):
+            banners.append(("bad", f"PARTIAL RESULTS: the store holds fewer finished trials than the study plans ({tally}); "
+                                   "every sentence below is about the finished ones only. `run` the study again to finish it."))
     if state == "running":
         banners.append(("warn", f"PARTIAL RESULTS: the study is still running ({tally}, "
                                 f"{unfinished} running or pending)."))

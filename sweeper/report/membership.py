@@ -23,10 +23,25 @@ class Membership:
     current: pd.Series  # bool per results row
     note: str | None = None  # why membership could not be checked (then every row counts as current)
     unchecked: bool = False  # no current study to check against (the note says why)
+    plan: "Plan | None" = None  # how many trials the current study has, and which of them started
 
     @property
     def stale(self) -> pd.Series:
         return ~self.current
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The current study's trials as planned, against which a store is complete or partial."""
+
+    planned: int  # trials of a complete run (grid/random: its unique points; Optuna: num_samples)
+    ids: frozenset[str] | None  # their ids, where known in advance (grid/random)
+    started: frozenset[str]  # ids with a checkpoint in the store (a trial that began training)
+
+    def interrupted(self, recorded: set[str]) -> int:
+        """Planned trials that started training but have no record: stopped mid-run (Ctrl-C, a killed driver)."""
+        started = self.started - recorded
+        return len(started & self.ids if self.ids is not None else started)
 
 
 def current_trial_ids(store_dir: Path) -> tuple[set[str] | None, str | None]:
@@ -68,14 +83,30 @@ def current_trial_ids(store_dir: Path) -> tuple[set[str] | None, str | None]:
     return ids, None
 
 
-def membership(results: pd.DataFrame, ids: set[str] | None, why: str | None = None) -> Membership:
+def membership(results: pd.DataFrame, ids: set[str] | None, why: str | None = None, plan: Plan | None = None) -> Membership:
     """Split ``results`` rows into the current study's trials and the others."""
     if ids is None:
         return Membership(pd.Series(True, index=results.index),
-                          f"Membership in the current study was not checked: {why}." if why else None, unchecked=True)
+                          f"Membership in the current study was not checked: {why}." if why else None, unchecked=True, plan=plan)
     current = results["trial_id"].astype(str).isin(ids)
     if len(results) and not current.any():
         return Membership(pd.Series(True, index=results.index),
                           f"None of the {len(results)} records has a trial id of the current study (written by "
-                          "another results version of the trainer, or for another study); all are shown.")
-    return Membership(current)
+                          "another results version of the trainer, or for another study); all are shown.", plan=plan)
+    return Membership(current, plan=plan)
+
+
+def study_plan(store_dir: Path) -> Plan | None:
+    """The current study's plan (None when its study.yaml does not validate: membership says why)."""
+    from sweeper.plan import is_sampled, planned_trials, point_trial_id, unique_points
+    from sweeper.study import load_study
+
+    try:
+        study = load_study(Path(store_dir) / "study.yaml")
+        ids = None if is_sampled(study) else frozenset(point_trial_id(study, p) for p in unique_points(study))
+        planned = planned_trials(study)
+    except Exception:  # an unreadable or older study must not stop the report; current_trial_ids says why
+        return None
+    ray_dir = Path(store_dir) / "ray"
+    started = frozenset(p.parent.name for p in ray_dir.glob("*/*/checkpoint_*")) if ray_dir.is_dir() else frozenset()
+    return Plan(planned, ids, started)

@@ -320,3 +320,37 @@ def test_a_report_that_fails_to_sync_or_rename_keeps_the_old_report(make_store, 
         write_report(store, index.parent)
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in index.parent.iterdir()} == old_files
+
+
+@pytest.mark.parametrize("state", ["finished", "interrupted"])
+def test_a_store_short_of_the_studys_plan_is_partial_counted_against_the_planned_trial_ids(tmp_path, state):
+    """Ctrl-C left state.json `finished` and a report of "0 trials: 0 finished" with no banner; a
+    store with 4 of 6 planned trials stated its verdict with no word about the 2 missing (issue 24).
+    Counted against the study's trial ids: one started (a checkpoint, no record), one not started."""
+    import shutil
+
+    from sweeper.report.membership import study_plan
+
+    store = tmp_path / "runs" / "upgrade-v1"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "store-0.1.0" / "upgrade-v1", store)
+    (store / "study.yaml").write_text((store / "study.yaml").read_text().replace("- 12\n", "- 12\n    - 16\n    - 20\n"))
+    (store / "state.json").write_text(json.dumps({"state": state}))
+    plan = study_plan(store)
+    assert plan is not None and plan.planned == 4
+    recorded = {p.stem for p in (store / "trials").glob("*.json")}
+    started = sorted(plan.ids - recorded)[0]
+    (store / "ray" / "attempt-1" / started / "checkpoint_000000").mkdir(parents=True)
+    index, page, _ = build(store, tmp_path)
+    words = " ".join(page.text)
+    assert "4 planned: 2 finished, 1 interrupted, 1 not started" in words, words[:600]
+    first = (index.parent / "summary.txt").read_text().splitlines()[0]
+    assert first.startswith("PARTIAL RESULTS") and "4 planned: 2 finished, 1 interrupted, 1 not started" in first
+
+
+def test_a_complete_store_has_no_partial_banner(tmp_path):
+    import shutil
+
+    store = tmp_path / "runs" / "upgrade-v1"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "store-0.1.0" / "upgrade-v1", store)
+    _, page, _ = build(store, tmp_path)
+    assert "PARTIAL" not in " ".join(page.text)
