@@ -406,11 +406,32 @@ def resolve_recipe(c: TrialConfig) -> TrialConfig:
     return dataclasses.replace(c, optimizer=optimizer, method_params=params)
 
 
+def _record_blur_departure(c: TrialConfig) -> TrialConfig:
+    """Blur follows the dataset's image size (`s3l_core.effects.preset_blur`); up to 0.1.0 it followed
+    each stage's resolution. Where the two rules disagree for a trial left at the preset (a 32 px arm
+    of a 96 px dataset, a 64 px arm of a 32 px one), the decision is written into the config, so that
+    trial gets a new id and is not mistaken for the one 0.1.0 computed; everywhere else nothing changes."""
+    from s3l_core.effects import PRESET_BLUR_MIN_RESOLUTION, preset_blur
+
+    if c.augment.blur is not None or c.method == "supervised" or not _known_dataset(c.dataset):
+        return c
+    blur = preset_blur(c.dataset, c.image_size)
+    resolutions = [c.resolution] if isinstance(c.resolution, int) else [s.resolution for s in c.resolution]
+    if all((r >= PRESET_BLUR_MIN_RESOLUTION) == blur for r in resolutions):
+        return c
+    return dataclasses.replace(c, augment=dataclasses.replace(c.augment, blur=blur))
+
+
+def _known_dataset(name: str) -> bool:
+    return check_dataset_name(name) is None or name.startswith("imagefolder:")
+
+
 def _normalise(c: TrialConfig) -> TrialConfig:
     """Resolve the run length and stage fractions to whole epochs or steps, and the method's
     recipe into every None-valued optimiser and head setting, so a config says everything it
     trains with, `stage_plan()` is exact and hashing is stable."""
     c = resolve_recipe(c)
+    c = _record_blur_departure(c)
     if isinstance(c.resolution, int):
         if c.steps is None and c.epochs is None:
             c = dataclasses.replace(c, epochs=DEFAULT_EPOCHS)

@@ -33,6 +33,15 @@ BUILTIN_SHAPES: dict[str, DatasetShape] = {
 }
 DATASET_NAMES: tuple[str, ...] = tuple(BUILTIN_SHAPES)
 IMAGEFOLDER_PREFIX = "imagefolder:"
+DEFAULT_IMAGE_SIZE = 96  # an imagefolder's cache size: STL-10's, large enough for 64 px arms, small enough to hold in memory
+
+
+def assumed_native_size(dataset: str, image_size: int | None = None) -> int:
+    """The side a dataset's images come at, without reading a file (an imagefolder's cache size:
+    `image_size`, else the default; its loader may pick the images' own square size instead)."""
+    if dataset.startswith(IMAGEFOLDER_PREFIX):
+        return image_size or DEFAULT_IMAGE_SIZE
+    return BUILTIN_SHAPES[dataset].native_size
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 
 

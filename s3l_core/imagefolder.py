@@ -27,7 +27,7 @@ from s3l_core.dataset_catalog import IMAGE_SUFFIXES  # one list, shared with stu
 from s3l_core.image_dataset import DatasetError, ImageDataset
 
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
-DEFAULT_IMAGE_SIZE = 96  # STL-10's size: large enough for 64 px arms, small enough to hold in memory
+from s3l_core.dataset_catalog import DEFAULT_IMAGE_SIZE  # noqa: E402,F401 (one default for the loader and the cost model)
 CACHE_FORMAT_VERSION = 1
 
 

@@ -170,7 +170,7 @@ def train(
         # recompile limit and silently fall back to eager.
         torch._dynamo.reset()
         loss_fn = torch.compile(model.loss)
-    presets = {res: preset_for(config.method, config.augment, res) for res, _ in config.stage_plan()}
+    presets = {res: preset_for(config.method, config.augment, data.native_size) for res, _ in config.stage_plan()}  # the same for every stage
     step_flops = {
         res: train_step_flops(config.method, b, config.method_params, data.channels, data.num_classes, stem, res, plan.batch_size, splits.pretrain_size)
         for res in presets

@@ -29,8 +29,8 @@ from .config import AugmentConfig, ConfigError, ConfigProblem
 
 # Blur as MoCo v2 / torchvision's GaussianBlur: sigma in [0.1, 2.0] pixels of the output view.
 # (Scaling sigma down with the view made it a no-op below ~64 px: under 0.0003 of a pixel
-# value at 32 px.) Small views drop the presets' blur instead, as SimCLR's CIFAR recipe does;
-# an explicit `augment.blur: true` keeps it at any size.
+# value at 32 px.) Datasets of small images drop the presets' blur instead, as SimCLR's CIFAR
+# recipe does; an explicit `augment.blur: true` keeps it at any size.
 BLUR_SIGMA = (0.1, 2.0)
 from .effects import PRESET_BLUR_MIN_RESOLUTION  # noqa: E402 (one constant for views and the validator)
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
@@ -73,13 +73,15 @@ DEFAULT_BLUR_PROB = (0.5, 0.5)
 DEFAULT_JITTER_PROB = 0.8
 
 
-def preset_for(method: str, augment: AugmentConfig, resolution: int) -> AugmentPreset:
-    """The method's preset for views of `resolution` px, with every non-None field of `augment` applied."""
+def preset_for(method: str, augment: AugmentConfig, native_size: int) -> AugmentPreset:
+    """The method's preset for a dataset of `native_size` px images, with every non-None field of
+    `augment` applied. Blur is decided from the dataset, never from an arm's resolution: every arm
+    of a resolution study gets the same augmentation, as every arm gets the same stem."""
     if method not in PRESETS:  # a ConfigError: Ray does not retry it (a retry cannot fix a config)
         raise ConfigError([ConfigProblem("method", f"no augmentation preset for method '{method}'; known: {', '.join(PRESETS)}")])
     preset = PRESETS[method]
     changes: dict[str, object] = {}
-    if resolution < PRESET_BLUR_MIN_RESOLUTION:
+    if native_size < PRESET_BLUR_MIN_RESOLUTION:
         changes["blur_prob"] = (0.0, 0.0)
     if augment.min_scale is not None:
         changes["min_scale"] = augment.min_scale

@@ -29,7 +29,7 @@ from s3l_core.recipes import head_sizes
 if TYPE_CHECKING:
     from s3l_core.schedule import RunPlan
 from s3l_core.cost import forward_flops_per_image, train_step_flops
-from s3l_core.dataset_catalog import BUILTIN_SHAPES
+from s3l_core.dataset_catalog import BUILTIN_SHAPES, assumed_native_size
 
 REFERENCE_BATCH = 256
 # Effective throughput of the s3l_core step on one H100 or H200, assumed for every trial shape.
@@ -91,11 +91,7 @@ def _imagefolder_sizes(root: str) -> tuple[int, int, int]:
 
 def native_size(config: TrialConfig) -> int:
     """The side the dataset's images come at (an imagefolder's cache size), without reading a file."""
-    if config.dataset.startswith("imagefolder:"):
-        from s3l_core.imagefolder import DEFAULT_IMAGE_SIZE
-
-        return config.image_size or DEFAULT_IMAGE_SIZE
-    return BUILTIN_SHAPES[config.dataset].native_size
+    return assumed_native_size(config.dataset, config.image_size)
 
 
 def _test_images(config: TrialConfig) -> int:

@@ -82,9 +82,9 @@ def check_effects(c: StudyChecker, dataset: str, base: dict[str, Any], config: T
     channels = BUILTIN_SHAPES[dataset].channels if dataset in BUILTIN_SHAPES else None
     set_keys = {k: f"trial.{k}" for k in _dotted_keys(base)} | {k: f"space.{k}" for k in space}
     methods = space["method"].values if "method" in space and space["method"].kind in ENUMERATED else [config.method]
-    resolutions = [r for r, _ in config.stage_plan()]
+    native = BUILTIN_SHAPES[dataset].native_size if dataset in BUILTIN_SHAPES else config.image_size
     for method in dict.fromkeys(m for m in methods if isinstance(m, str)):
-        for key, why in ineffective_settings(set_keys, method, channels, resolutions):
+        for key, why in ineffective_settings(set_keys, method, channels, native):
             c.warn(set_keys[key], why)
 
 

@@ -213,3 +213,14 @@ def test_moco_counts_the_queue_it_trains_with_capped_at_its_pool(sample):
     capped, uncapped = train_step_flops(*args, 90), train_step_flops(*args)
     assert uncapped / capped > 1.8
     assert result.train_pflops * 1e15 == pytest.approx(result.steps * capped, rel=1e-9)
+
+
+def test_the_trainer_takes_every_stages_augmentation_from_the_datasets_size_not_the_stage(sample, monkeypatch):
+    import s3l_core.trainer as trainer
+
+    asked = []
+    real = trainer.preset_for
+    monkeypatch.setattr(trainer, "preset_for", lambda method, augment, size: asked.append(size) or real(method, augment, size))
+    train(tiny(epochs=2, resolution=[{"resolution": 8, "epochs": 1}, {"resolution": 12, "epochs": 1}],
+               eval={"every": 1, "knn_k": 10, "linear_probe": False, "floors": False, "resolution": 12}), dataset=sample)
+    assert asked and set(asked) == {sample.native_size}

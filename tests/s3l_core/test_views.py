@@ -214,3 +214,22 @@ def test_hue_rotation_turns_like_hsv_hue() -> None:
     turned = _rotate_hue(red, torch.tensor([0.0, 1 / 3])).clamp(0, 1).flatten(1)
     torch.testing.assert_close(turned[0], torch.tensor([1.0, 0.0, 0.0]), atol=1e-6, rtol=0)
     assert turned[1].argmax() == 1  # a third of a turn takes red to green
+
+
+def test_blur_is_decided_by_the_datasets_image_size_so_every_arm_of_a_resolution_study_has_the_same_augmentation():
+    """On a 96 px dataset a 32/48/64/96 px grid switched blur on with the arm (issue 24)."""
+    from s3l_core.config import TrialConfig
+
+    arms = {r: TrialConfig.from_dict({"dataset": "stl10", "method": "simclr", "resolution": r}) for r in (32, 48, 64, 96)}
+    presets = {r: preset_for(c.method, c.augment, 96) for r, c in arms.items()}
+    assert len(set(presets.values())) == 1 and presets[32].blur_prob == PRESETS["simclr"].blur_prob != (0.0, 0.0)
+    small = {r: preset_for("simclr", TrialConfig.from_dict({"dataset": "cifar10", "resolution": r}).augment, 32) for r in (16, 32, 64)}
+    assert len(set(small.values())) == 1 and small[64].blur_prob == (0.0, 0.0)  # an upsampled arm does not gain blur
+
+
+def test_an_arm_whose_blur_the_old_per_arm_rule_decided_otherwise_records_the_decision_so_its_id_changes():
+    from s3l_core.config import TrialConfig
+
+    blur = {(d, r): TrialConfig.from_dict({"dataset": d, "resolution": r}).augment.blur
+            for d, r in (("stl10", 32), ("stl10", 96), ("cifar10", 64), ("cifar10", 16), ("fashion-mnist-sample", 14))}
+    assert blur == {("stl10", 32): True, ("stl10", 96): None, ("cifar10", 64): False, ("cifar10", 16): None, ("fashion-mnist-sample", 14): None}
