@@ -181,7 +181,7 @@ def s3l_batches(
     """
     device = images.device
     mean, std = channel_mean_std(images)
-    preset = preset_for(method, augment or AugmentConfig(), resolution)
+    preset = preset_for(method, augment or AugmentConfig(), images.shape[-1])  # as the trainer: from the stored images
     order_rng = torch.Generator().manual_seed(seed)
     view_rng = torch.Generator(device=device).manual_seed(seed + 1)
     steps = len(images) // batch

@@ -100,7 +100,7 @@ def measure_cpu_tflops(threads: int, shape: StepShape) -> float:
         optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
         images = torch.randint(0, 256, (batch, shape.channels, shape.native_size, shape.native_size), dtype=torch.uint8, generator=generator)
         labels = torch.randint(0, shape.classes, (batch,), generator=generator)
-        preset = preset_for(shape.method, shape.augment, shape.resolution)
+        preset = preset_for(shape.method, shape.augment, shape.native_size)  # as the trainer: from the dataset
         mean, std = torch.full((shape.channels,), 0.5), torch.full((shape.channels,), 0.25)
 
         def step() -> None:
