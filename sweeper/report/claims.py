@@ -135,7 +135,9 @@ def noise_sentence(configs: pd.DataFrame) -> str:
         typical = mean_interval([float(configs["accuracy"].median())], n)
         return (f"One seed per configuration: intervals come from the binomial standard error of the test accuracy "
                 f"({n:,.0f} test images: about ±{100 * typical.se:.1f} points, ±{100 * typical.half_width:.1f} at 95%), "
-                "which leaves seed-to-seed variation out.")
+                "which leaves seed-to-seed variation out; the interval of a difference of two such arms adds their "
+                "errors as if independent, though both are scored on the same test images, so it is approximate. "
+                "Verdicts from one seed per arm say so; run at least 3 seeds per arm (`seeds: [0, 1, 2]`) to settle them.")
     seeds = configs["n_seeds"]
     spread = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
     one = (" (the binomial standard error of the test accuracy for a configuration with one seed)"
@@ -184,6 +186,12 @@ def trend_sentence(row) -> str:
             f"{row.verdict}" + _reason(row.verdict, diff, row.floor_missed, f"{full}") + ".")
 
 
+def one_seed_words(diff: Interval) -> str:
+    """' (one seed)' for a verdict whose interval is the test set's binomial error alone (one seed per
+    arm): seed-to-seed variation is not in it, so the verdict must say so where it is stated."""
+    return " (one seed)" if isinstance(diff, Interval) and diff.method == BINOMIAL else ""
+
+
 def verdict_line(pairs: pd.DataFrame, trends: pd.DataFrame, head: Headline) -> str:
     """One sentence answering the study's question, per scaled-down setting."""
     if not len(pairs) and not len(trends):
@@ -201,7 +209,7 @@ def verdict_line(pairs: pd.DataFrame, trends: pd.DataFrame, head: Headline) -> s
             ["_knob", "cost_ratio"], ascending=[True, False], kind="stable")  # per knob, nearest full size first
         pairing = chosen["pairing"].iloc[0] if (chosen["pairing"] == chosen["pairing"].iloc[0]).all() else None
         for row in chosen.itertuples(index=False):
-            text = f"{subject(row.knob, row.value)} {row.verdict} ({points(row.diff)} points"
+            text = f"{subject(row.knob, row.value)} {row.verdict}{one_seed_words(row.diff_interval)} ({points(row.diff)} points"
             text += f", {row.pairing}" if pairing is None else ""
             text += f", {fmt_pct(row.cost_ratio)} of the cost" + (f"; {settle_words(row.diff_interval)}"
                                                                    if row.verdict == INCONCLUSIVE else "") + ")"
@@ -209,7 +217,7 @@ def verdict_line(pairs: pd.DataFrame, trends: pd.DataFrame, head: Headline) -> s
         head_words = f"Verdict ({pairing}): " if pairing else "Verdict: "
     elif len(trends):
         for row in trends.itertuples(index=False):
-            text = (f"{subject(row.knob, row.small_value)} {row.verdict} ({points(row.diff)} points against "
+            text = (f"{subject(row.knob, row.small_value)} {row.verdict}{one_seed_words(row.diff_interval)} ({points(row.diff)} points against "
                     f"{describe_value(row.knob, row.full_value)}, fitted; {fmt_pct(row.cost_ratio)} of the cost"
                     + (f"; {settle_words(row.diff_interval)}" if row.verdict == INCONCLUSIVE else "") + ")")
             parts.append(text)

@@ -8,6 +8,7 @@ leaves seed-to-seed variation out, and the report says so).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,8 +79,15 @@ def mean_interval(values: Sequence[float], test_size: float = float("nan")) -> I
         return Interval(float("nan"), float("nan"), float("nan"), 0, NONE)
     mean = float(v.mean())
     if v.size == 1:
-        return _interval(mean, binomial_se(mean, test_size), 1, BINOMIAL, float("inf"))
-    return _interval(mean, float(v.std(ddof=1) / math.sqrt(v.size)), int(v.size), T, v.size - 1)
+        return _accuracy_range(_interval(mean, binomial_se(mean, test_size), 1, BINOMIAL, float("inf")))
+    return _accuracy_range(_interval(mean, float(v.std(ddof=1) / math.sqrt(v.size)), int(v.size), T, v.size - 1))
+
+
+def _accuracy_range(interval: Interval) -> Interval:
+    """An accuracy's interval clipped to [0, 1]: two seeds at 85% and 91% gave 70.3-105.7%."""
+    if not interval.known:
+        return interval
+    return dataclasses.replace(interval, low=max(0.0, interval.low), high=min(1.0, interval.high))
 
 
 def difference_interval(

@@ -213,6 +213,8 @@ def fmt_pct(fraction: float) -> str:
     if fraction is None or not math.isfinite(fraction):
         return "–"
     pct = 100.0 * fraction
+    if 99.5 <= abs(pct) < 100:  # never round a scaled-down value up to the full size: 0.999 is not "100%"
+        return f"{math.floor(pct * 10) / 10:.1f}%" if abs(pct) < 99.95 else f"{pct:.2f}%"
     if abs(pct) >= 10:
         return f"{pct:.0f}%"
     if abs(pct) >= 1:

@@ -38,3 +38,19 @@ def test_study_objectives_declared_or_default():
         "linear_top1": "max", "gpu_hours": "min"}
     assert study_objectives({}, df) == OBJ
     assert study_objectives({"objectives": {"knn_top1": "sideways"}}, df) == OBJ
+
+
+def test_a_scaled_down_share_is_never_rounded_up_to_the_full_size():
+    from sweeper.report.summary import fmt_pct
+
+    assert fmt_pct(0.999) == "99.9%" and fmt_pct(0.9999) == "99.99%" and fmt_pct(0.996) == "99.6%"
+    assert fmt_pct(1.0) == "100%" and fmt_pct(0.98) == "98%"
+    assert describe_value("data_fraction", 0.999) == "99.9% of the data"
+
+
+def test_an_accuracy_interval_stays_within_0_and_100_percent():
+    from sweeper.report.stats import mean_interval
+
+    two_seeds = mean_interval([0.85, 0.91])  # the t interval over two seeds ran 70.3-105.7%
+    assert two_seeds.high == 1.0 and 0.0 <= two_seeds.low < two_seeds.mean
+    assert mean_interval([0.01], 100).low == 0.0

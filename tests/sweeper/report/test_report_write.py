@@ -354,3 +354,15 @@ def test_a_complete_store_has_no_partial_banner(tmp_path):
     shutil.copytree(Path(__file__).parents[1] / "fixtures" / "store-0.1.0" / "upgrade-v1", store)
     _, page, _ = build(store, tmp_path)
     assert "PARTIAL" not in " ".join(page.text)
+
+
+def test_a_verdict_from_one_seed_per_arm_says_so_in_the_verdict_line(tmp_path):
+    import shutil
+
+    store = tmp_path / "runs" / "upgrade-v1"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "store-0.1.0" / "upgrade-v1", store)
+    index, _, _ = build(store, tmp_path)
+    answer = (index.parent / "summary.txt").read_text()
+    verdict = next(line for line in answer.splitlines() if line.startswith("Verdict"))
+    assert "pre-training at 8 px" in verdict and " (one seed) (" in verdict, verdict
+    assert "approximate" in answer and "3 seeds per arm" in answer
