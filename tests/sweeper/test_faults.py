@@ -462,6 +462,7 @@ def test_a_driver_paused_past_its_lease_stops_and_the_driver_that_took_it_over_t
         second = wait_for("driver 2 to take the lease", lambda: (held := lease()) and held["token"] != first["token"] and held, 300, drivers[1])
         assert second["holder"].startswith(f"pid {drivers[1].pid} on ")
         wait_for("driver 2's trials to start", lambda: [a for a, t in checkpoints().items() if a not in early and len(t) == 2], 300, drivers[1])
+        resumed_at = time.time()
         os.kill(drivers[0].pid, signal.SIGCONT)
         drivers[0].wait(timeout=300)
         drivers[1].wait(timeout=600)
@@ -483,6 +484,10 @@ def test_a_driver_paused_past_its_lease_stops_and_the_driver_that_took_it_over_t
     states = sorted(json.loads(v)["state"] for v in versions(prefix + "state.json"))
     assert states == ["finished", "running", "running"], states  # driver 1's "running", driver 2's two: none of driver 1's after the loss
     assert all(len(versions(prefix + table)) == 1 for table in ("results.parquet", "results.csv", "epochs.parquet"))  # driver 2's only
+    written = [v for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"{prefix}ray/{early[0]}/")
+               for v in page.get("Versions", [])]  # fmt: skip
+    late = [v["Key"] for v in written if "/checkpoint_" in v["Key"] and v["LastModified"].timestamp() >= resumed_at]
+    assert late == [], late  # driver 1's trials reported no round (nor its checkpoint) once resumed: each found the lease taken
     assert [k for k in s3.keys(bucket, "reports/") if not k.endswith("/")] == []  # driver 1 wrote no report (the folder: its start-up check)
     assert lease() is None and second["generation"] == 2  # driver 2 released the lease it took over
     import io
