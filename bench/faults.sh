@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The fault suite (issue 11): really kills the driver, a worker and a node, damages checkpoints
-# and fills the store's disk mid-run (a tmpfs: needs root, skipped otherwise), runs again, and
-# prints what each fault cost. About 15 minutes on 2 shared cores.
+# The fault suite (issue 11): really kills the driver, a worker and a node, damages checkpoints,
+# fills the store's disk mid-run (a tmpfs: needs root, skipped otherwise), pauses a driver on an
+# object store (moto on 127.0.0.1) past its lease while another takes over (issue 25), runs again,
+# and prints what each fault cost. About 17 minutes on 2 shared cores.
 #   bash bench/faults.sh [extra pytest args]
 set -uo pipefail
 cd "$(dirname "$0")/.."

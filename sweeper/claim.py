@@ -21,6 +21,7 @@ from sweeper.object_store import check_report_writable, is_uri, join_uri, local_
 from sweeper.store import MARKER_NAME, Location, StoreError, check_writable, identity_problem, marker
 
 if TYPE_CHECKING:
+    from sweeper.lease import Lease
     from sweeper.object_store import ObjectStore
     from sweeper.store import Store
     from sweeper.study_model import Study
@@ -44,9 +45,10 @@ def check_report_destination(report_dir: Location) -> None:
 
 
 @contextlib.contextmanager
-def claimed_store(store: "Store | ObjectStore", report_dir: Location | None, study_name: str) -> Iterator[None]:
+def claimed_store(store: "Store | ObjectStore", report_dir: Location | None, study_name: str) -> Iterator["Lease | None"]:
     """Hold the study's lock with the store and report destination checked writable (before hours
-    of training, and before Ray starts). A run refused inside leaves no local folder behind that it made.
+    of training, and before Ray starts); give the object store's lease (None for a local `flock`).
+    A run refused inside leaves no local folder behind that it made.
 
     A folder that is not empty and is not this study's store is refused before anything is written
     into it; the store is marked as this study's (`MARKER_NAME`) once the lock is held."""
@@ -57,13 +59,13 @@ def claimed_store(store: "Store | ObjectStore", report_dir: Location | None, stu
     made = [top for top in (None if store.remote else _first_missing(store.root), _first_missing(Path(report_dir)) if local_report else None)
             if top is not None]  # fmt: skip
     try:
-        with store.lock():
+        with store.lock() as lease:
             store.check_writable("the study store")
             if report_dir is not None:
                 check_report_destination(report_dir)
             if not store.has(MARKER_NAME):
                 store.put_json(MARKER_NAME, marker(study_name))
-            yield
+            yield lease
     except BaseException:
         for top in made:
             _remove_if_only_the_lock(top)
@@ -96,8 +98,11 @@ class WrittenReport:
 
 
 def write_study_report(store: "Store | ObjectStore", report_dir: Location) -> WrittenReport:
-    """Build the report from the store on this machine and write it to `report_dir`."""
+    """Build the report from the store on this machine and write it to `report_dir`; not at all
+    by a driver whose lease another driver took (`LeaseLost`)."""
     from sweeper.report import ANSWER_NAME, write_report
+
+    store.check_fence()
 
     remote_report = isinstance(report_dir, str) and is_uri(report_dir)
     if not store.remote and not remote_report:
@@ -109,6 +114,7 @@ def write_study_report(store: "Store | ObjectStore", report_dir: Location) -> Wr
         index = write_report(source, out)
         answer = (index.parent / ANSWER_NAME).read_text()
         if remote_report:
+            store.check_fence()  # the report took a while to build: is the lease still ours?
             upload_folder(out, str(report_dir))
             return WrittenReport(join_uri(str(report_dir), "index.html"), answer)
         return WrittenReport(str(index), answer)

@@ -15,6 +15,18 @@ That refuses a second driver started while the first one runs, but two drivers s
 a second of each other could both believe they hold it.
 
 `S3L_LEASE_TTL_S` (default 60) sets the lease's lifetime.
+
+Fencing: a driver paused past its lease (SIGSTOP, a suspended VM) wakes up to find another
+driver holding it, while its Ray workers may have kept training. So the lease's identity (its
+`token`, which renewals keep, and its `generation`, one more at each takeover) travels as a
+`Fence` to everything that writes for the driver: its own store and each trial's. Before a
+record, `state.json`, a table or the report is written, `Fencing.check` reads the lease and
+raises `LeaseLost` unless it still holds the writer's token; on `s3://` the write is then
+conditional on the object being unchanged since just before that check (`If-Match` on its
+ETag, or `If-None-Match: *`), so a write delayed past a takeover cannot replace what the new
+holder wrote. Records carry the fence (`"lease": {token, holder, generation}`). A renewal that
+is refused marks the lease `lost`; the runner's stopper then ends the run (`sweeper/runner.py`).
+A local store's `flock` is kept by a paused driver, so local stores need none of this.
 """
 
 from __future__ import annotations
@@ -28,8 +40,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from sweeper.store import StoreError
@@ -51,27 +64,57 @@ def lease_ttl() -> float:
 
 
 class _Taken(Exception):
-    """The conditional write lost: someone else's lease is there."""
+    """The conditional write lost: someone else's lease (or a newer object) is there."""
+
+
+class LeaseLost(StoreError):
+    """Another driver holds the study's lease now: whoever raised this must stop and write nothing."""
+
+    def __init__(self, location: str, holder: str | None):
+        self.location, self.holder = location, holder
+        what = f"was taken by {holder}" if holder else "is gone (removed by someone else)"
+        super().__init__(f"the lease on {location} {what}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray pickles a worker's exception: keep both fields
+        return type(self), (self.location, self.holder)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The identity of one lease, carried by every writer of its driver (pickled to the workers)."""
+
+    token: str
+    holder: str
+    generation: int
 
 
 class Lease:
-    """Acquire, renew and release one store's lease; the backend does the conditional writes."""
+    """Acquire, renew and release one store's lease; the backend does the conditional writes.
 
-    def __init__(self, store: Any, backend: "Backend", ttl: float | None = None):
-        self.store, self.backend = store, backend
+    `clock` (epoch seconds) is this driver's idea of now, against which a lease read from the
+    store expires; tests pass a later one instead of waiting."""
+
+    def __init__(self, store: Any, backend: "Backend", ttl: float | None = None, clock: Callable[[], float] = time.time):
+        self.store, self.backend, self.clock = store, backend, clock
         self.ttl = ttl if ttl is not None else lease_ttl()
         self.token = uuid.uuid4().hex
         self.holder = f"pid {os.getpid()} on {socket.gethostname()}"
+        self.generation = 1
         self.etag: str | None = None
-        self.lost: str | None = None
+        self.lost: str | None = None  # why this driver no longer holds the lease: "the lease on ... was taken by ..."
         self._stop = threading.Event()
 
+    @property
+    def fence(self) -> Fence:
+        return Fence(self.token, self.holder, self.generation)
+
     def body(self) -> bytes:
-        return json.dumps({"holder": self.holder, "token": self.token, "ttl_s": self.ttl, "renewed": _now_iso()}).encode()
+        return json.dumps({"holder": self.holder, "token": self.token, "generation": self.generation, "ttl_s": self.ttl,
+                           "renewed": _now_iso()}).encode()  # fmt: skip
 
     def is_live(self) -> bool:
         current = self.backend.read()
-        return current is not None and _seconds_left(current) > 0
+        return current is not None and _seconds_left(current, self.clock()) > 0
 
     def acquire(self) -> None:
         try:
@@ -86,21 +129,28 @@ class Lease:
                 return
             except _Taken:
                 current = self.backend.read()
-        if current is not None and _seconds_left(current) <= 0:
-            try:  # an expired lease (a killed driver's): replace exactly that one
+        if current is not None and _seconds_left(current, self.clock()) <= 0:
+            # an expired lease (a killed or paused driver's): replace exactly that one, one generation on
+            self.generation = _generation(current) + 1
+            try:
                 self.etag = self.backend.replace(current["etag"], self.body())
                 return
             except _Taken:
                 current = self.backend.read() or current
-        raise StoreError(_in_use(self.store.location, current))
+        raise StoreError(_in_use(self.store.location, current, self.clock()))
 
     def renew(self) -> None:
         try:
             self.etag = self.backend.replace(self.etag, self.body())
         except _Taken:
-            self.lost = f"the lease on {self.store.location} was taken by another driver"
-            log.error("%s: this driver no longer holds the study; stop it", self.lost)
-            self._stop.set()
+            self.lose(holder_of(self.backend.read()))
+
+    def lose(self, holder: str | None) -> None:
+        """This driver no longer holds the lease (a refused renewal, or a write that found another
+        token): stop renewing; the runner's stopper ends the run and nothing more is written."""
+        if self.lost is None:
+            self.lost = str(LeaseLost(self.store.location, holder))
+        self._stop.set()
 
     def _renew_until_stopped(self) -> None:
         while not self._stop.wait(self.ttl / 4):
@@ -130,16 +180,30 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _seconds_left(current: dict[str, Any]) -> float:
-    """Seconds until a lease read from the store expires (its LastModified + its ttl, against this clock)."""
+def _seconds_left(current: dict[str, Any], now: float) -> float:
+    """Seconds until a lease read from the store expires at `now` (its LastModified + its ttl)."""
     ttl = float(current.get("ttl_s") or DEFAULT_TTL_S)
-    return current["modified"] + ttl - time.time()
+    return current["modified"] + ttl - now
 
 
-def _in_use(location: str, current: dict[str, Any] | None) -> str:
+def _generation(current: dict[str, Any]) -> int:
+    try:
+        return int(current.get("generation") or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def holder_of(current: dict[str, Any] | None) -> str | None:
+    """Who holds a lease read from the store, as messages name it; None when there is no lease."""
+    if current is None:
+        return None
+    return f"{current.get('holder') or 'another driver'} (lease generation {_generation(current)})"
+
+
+def _in_use(location: str, current: dict[str, Any] | None, now: float) -> str:
     if current is None:
         return f"study store {location} is in use by another driver; wait for it or stop it first"
-    left = max(0.0, _seconds_left(current))
+    left = max(0.0, _seconds_left(current, now))
     return (f"study store {location} is in use by {current.get('holder') or 'another driver'} (its lease expires in {left:.0f} s "
             "unless renewed); wait for it or stop it first")
 
@@ -179,11 +243,11 @@ class S3Backend(Backend):
         self.bucket, _, prefix = store.base.partition("/")
         self.key = f"{prefix}/{LEASE_NAME}" if prefix else LEASE_NAME
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, key: str | None = None, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(self.client, method)(Bucket=self.bucket, Key=self.key, **kwargs)
+            return getattr(self.client, method)(Bucket=self.bucket, Key=key or self.key, **kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -219,6 +283,20 @@ class S3Backend(Backend):
         current = self.read()
         if current is not None and current["etag"] == etag:  # never remove a lease another driver took
             self._call("delete_object")
+
+    # Any object of the store (records, state, tables), for fenced writes.
+    def key_of(self, path: str) -> str:
+        """The key of a path on the store's file system (`bucket/key`)."""
+        return path.partition("/")[2]
+
+    def etag_of(self, key: str) -> str | None:
+        got = self._call("head_object", key=key)
+        return None if got is None else got["ETag"]
+
+    def put_unchanged(self, key: str, body: bytes, etag: str | None) -> None:
+        """PUT `key` only if it still has ETag `etag` (None: only if it is absent); `_Taken` otherwise."""
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        self._call("put_object", key=key, Body=body, **condition)
 
 
 class BestEffortBackend(Backend):
@@ -272,12 +350,63 @@ class BestEffortBackend(Backend):
             self.store.fs.delete_file(self.path)
 
 
-def lease_for(store: Any) -> Lease:
-    """The lease of a store: conditional writes on s3:// (boto3), best effort elsewhere."""
+def backend_for(store: Any) -> Backend:
+    """How a store's lease is written: conditional writes on s3:// (boto3), best effort elsewhere."""
     if urlsplit(store.uri).scheme == "s3":
         try:
-            return Lease(store, S3Backend(store))
-        except ImportError:
+            return S3Backend(store)
+        except ImportError as exc:
+            if (exc.name or "").partition(".")[0] not in ("boto3", "botocore"):
+                raise  # not a missing boto3: a broken dependency of it, say, which must show as what it is
             raise StoreError(f"a study store on s3:// ({store.location}) needs boto3 for its lease (S3's conditional writes): "
                              "pip install 's3l-sweep[s3]'") from None
-    return Lease(store, BestEffortBackend(store))
+    return BestEffortBackend(store)
+
+
+def lease_for(store: Any) -> Lease:
+    """The lease of a store."""
+    return Lease(store, backend_for(store))
+
+
+class Fencing:
+    """The writes of one driver (or of one of its trials) to a store, fenced by its lease: each is
+    refused with `LeaseLost` unless the lease object still holds `fence.token`; `on_lost` (the
+    driver's `Lease.lose`) hears of a loss found this way."""
+
+    def __init__(self, store: Any, fence: Fence, backend: Backend | None = None, on_lost: Callable[[str | None], None] | None = None):
+        self.store, self.fence, self.on_lost = store, fence, on_lost
+        self.backend = backend if backend is not None else backend_for(store)
+
+    def check(self) -> None:
+        """Raise `LeaseLost` unless the lease still holds this writer's token."""
+        current = self.backend.read()
+        if current is not None and current.get("token") == self.fence.token:
+            return
+        holder = holder_of(current)
+        if self.on_lost is not None:
+            self.on_lost(holder)
+        raise LeaseLost(self.store.location, holder)
+
+    def put(self, path: str, data: bytes, plain_put: Callable[[str, bytes], None]) -> None:
+        """Write one object if the lease is still ours. On s3:// the PUT is conditional on the
+        object being as it was just before the check, so a write delayed past a takeover (the
+        process paused between check and PUT) cannot replace what the new holder wrote since."""
+        if not isinstance(self.backend, S3Backend):
+            self.check()
+            plain_put(path, data)
+            return
+        key = self.backend.key_of(path)
+        for _ in range(2):  # a second try only for a change by this driver itself, which the check lets through
+            before = self.backend.etag_of(key)
+            self.check()
+            try:
+                self.backend.put_unchanged(key, data, before)
+                return
+            except _Taken:
+                continue
+        self.check()
+        raise StoreError(f"s3://{self.backend.bucket}/{key} changed twice while this driver wrote it; run again")
+
+    def stamp(self) -> dict[str, Any]:
+        """What a record carries of the lease it was written under."""
+        return asdict(self.fence)

@@ -6,6 +6,11 @@ old object or the new one), finished trials are found by listing `trials/`, Ray 
 its checkpoints under `ray/` through `storage_path` + `storage_filesystem`, and the
 single-driver lock is a lease object (`sweeper/lease.py`).
 
+Fenced writes: while the driver holds the lease (inside `lock()`), and in each trial (opened with
+the driver's `Fence`), `put`, `write_record`, `check_writable` and `check_fence` first check that
+the lease still holds this driver's token, and refuse with `LeaseLost` otherwise; on `s3://` those
+writes go through boto3 as conditional PUTs (`Fencing.put`). Records so written carry the fence.
+
 Where the endpoint and credentials come from, in the standard ways: the URI's query as
 `pyarrow.fs.FileSystem.from_uri` reads it (`?endpoint_override=127.0.0.1:9000&scheme=http`),
 else the AWS environment (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
@@ -25,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sweeper.lease import Lease, lease_for
+from sweeper.lease import Fence, Fencing, Lease, lease_for
 from sweeper.store import STATE_NAME, Location, Store, StoreError, finished_ids, json_text, parse_record
 from sweeper.uris import credentials_problem, display_uri, first_line, is_uri, join_uri, local_path_of, s3_endpoint, store_problem
 
@@ -62,11 +67,18 @@ class ObjectStore:
 
     remote = True
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, fence: Fence | None = None):
         self.uri = uri.rstrip("/")
         self.fs, self.base = open_filesystem(self.uri)
         self.trials_dir = f"{self.base}/trials"
         self.ray_dir = f"{self.base}/ray"
+        self.fence = fence  # the lease its writes must still find: the driver's, inside `lock()`; a trial's, given
+        self._fencing: Fencing | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the driver's callbacks (and so this store) into its tuner.pkl: the fencing
+        # holds a boto3 client and the driver's lease, neither of which pickles; a copy makes its own.
+        return {**self.__dict__, "_fencing": None}
 
     # ------------------------------------------------------------------ naming
     @property
@@ -82,7 +94,25 @@ class ObjectStore:
     # ------------------------------------------------------------------ objects
     def put(self, name: str, data: bytes | str) -> None:
         """One object, written whole: an S3 PUT (or a multipart upload completed at close) is atomic."""
-        self._put_path(f"{self.base}/{name}", data)
+        self._put_fenced(f"{self.base}/{name}", data)
+
+    def _put_fenced(self, path: str, data: bytes | str) -> None:
+        fencing = self._fencing_now()
+        if fencing is None:
+            self._put_path(path, data)
+        else:
+            fencing.put(path, data.encode() if isinstance(data, str) else data, self._put_path)
+
+    def _fencing_now(self) -> Fencing | None:
+        if self.fence is not None and self._fencing is None:
+            self._fencing = Fencing(self, self.fence)
+        return self._fencing
+
+    def check_fence(self) -> None:
+        """Raise `LeaseLost` if this store's writer was fenced off: another driver holds the lease now."""
+        fencing = self._fencing_now()
+        if fencing is not None:
+            fencing.check()
 
     def _put_path(self, path: str, data: bytes | str) -> None:
         try:
@@ -129,7 +159,10 @@ class ObjectStore:
         return f"{self.trials_dir}/{tid}.json"
 
     def write_record(self, record: dict[str, Any]) -> None:
-        self._put_path(self.record_path(record["trial_id"]), json_text(record))
+        fencing = self._fencing_now()
+        if fencing is not None:  # which driver's lease the record was written under
+            record = {**record, "lease": fencing.stamp()}
+        self._put_fenced(self.record_path(record["trial_id"]), json_text(record))
 
     def read_record(self, tid: str) -> dict[str, Any] | None:
         data = self._get_path(self.record_path(tid))
@@ -192,10 +225,15 @@ class ObjectStore:
         return lease_for(self)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the study's lease while the driver runs; a second driver is refused while it is live."""
-        with self.lease().held():
-            yield
+    def lock(self) -> Iterator[Lease]:
+        """Hold the study's lease while the driver runs (a second driver is refused while it is live),
+        every write of this store fenced by it."""
+        with self.lease().held() as lease:
+            self.fence, self._fencing = lease.fence, Fencing(self, lease.fence, lease.backend, lease.lose)
+            try:
+                yield lease
+            finally:
+                self.fence, self._fencing = None, None
 
     def is_locked(self) -> bool:
         return lease_for(self).is_live()
@@ -217,6 +255,7 @@ class ObjectStore:
         """Raise `StoreError` unless an object can be written, read back and removed under the store."""
         import pyarrow.fs as pafs
 
+        self.check_fence()  # a fenced-off driver writes nothing, not even a probe
         probe = f"{self.base}/.write-check-{uuid.uuid4().hex[:12]}"
         try:
             if urlsplit(self.uri).scheme == "s3":
@@ -282,8 +321,9 @@ def check_report_writable(uri: str) -> None:
         raise StoreError(store_problem(uri, exc).replace("the object store", "the report folder on the object store", 1)) from None
 
 
-def open_store(location: Location) -> "Store | ObjectStore":
-    """The store at a location: `Store` for a local folder (or `file://`), `ObjectStore` for a URI."""
+def open_store(location: Location, fence: Fence | None = None) -> "Store | ObjectStore":
+    """The store at a location: `Store` for a local folder (or `file://`), `ObjectStore` for a URI,
+    its writes fenced by `fence` (a local store's `flock` needs no fence: it ignores it)."""
     if isinstance(location, str) and is_uri(location):
-        return ObjectStore(location)
+        return ObjectStore(location, fence)
     return Store(Path(local_path_of(str(location))))

@@ -2,6 +2,10 @@
 
 Incremental by construction: every sweep point becomes a trial id (a hash of its resolved
 config); points whose id has a finished record in the store are never launched again.
+
+On an object store a driver can lose its lease (paused past it while another driver took the
+study over, `sweeper/lease.py`). `LeaseStopper` then ends the Tune run, and `run_study` raises one
+line naming the new holder, writing nothing more: no state, tables or report.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Callable, Iterator, Union
 
 import pandas as pd
 import ray
@@ -23,6 +27,7 @@ from ray import tune
 from sweeper.claim import WrittenReport, claimed_store, report_location, store_fault, write_study_report
 from sweeper.cluster import ClusterError, _first_line, available_resources, check_capacity, cluster_address, connect  # noqa: F401 (the CLI imports them from here)
 from sweeper.cost_model import run_plan
+from sweeper.lease import Fence, Lease, LeaseLost
 from sweeper.live_view import Eta, OptunaTrialTags, StudyReporter, eta_text, logger_callbacks, make_eta, quiet_ray, record_optuna_objectives, tensorboard_hint
 from sweeper.provenance import provenance
 from sweeper.results import write_tables
@@ -36,6 +41,7 @@ from sweeper.trainable import (
     BUDGET_LEDGER,
     EPOCH_RECORD_KEY,
     FAILED_AT_ONCE_KEY,
+    LEASE_LOST_KEY,
     TrialContext,
     budget_spent,
     point_of,
@@ -65,13 +71,41 @@ class RunSummary:
 
 
 
-def _context(study: Study, root: Location) -> TrialContext:
+def _context(study: Study, root: Location, lease: Fence | None = None) -> TrialContext:
     budget_metric, budget_limit = None, None
     if study.budget.gpu_hours is not None:
         budget_metric, budget_limit = "gpu_hours", study.budget.gpu_hours
     elif study.budget.pflops is not None:
         budget_metric, budget_limit = "pflops", study.budget.pflops
-    return TrialContext(str(root), study, study.resources.cpu, study.resources.gpu, budget_metric, budget_limit)
+    return TrialContext(str(root), study, study.resources.cpu, study.resources.gpu, budget_metric, budget_limit, lease)
+
+
+class LeaseStopper(tune.Stopper):
+    """Ends the whole run once the driver's lease is lost: its renewal was refused, or one of its
+    writes found another driver's token (checked at each step of Tune's loop, so within a renewal)."""
+
+    def __init__(self, lease: Lease):
+        self.lease: Lease | None = lease
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        return self.lease is not None and self.lease.lost is not None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the run config into tuner.pkl (for Tuner.restore, which `run` never uses):
+        # a lease's thread and client do not pickle, and a copy has no lease to lose.
+        return {"lease": None}
+
+
+def _unless_lost(write: Callable[[], None]) -> None:
+    """A bookkeeping write of the driver, skipped once another driver holds the lease (its store
+    refused it, and told the lease): the stopper is ending the run, and nothing more is written."""
+    try:
+        write()
+    except LeaseLost:
+        pass
 
 
 class StudyProgress(tune.Callback):
@@ -94,6 +128,9 @@ class StudyProgress(tune.Callback):
             self.eta.progress(trial.trial_id, trial.config, int(result["epoch"]))
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        if (trial.last_result or {}).get(LEASE_LOST_KEY):  # stopped unrecorded: another driver runs the study now
+            self.curves.pop(trial.trial_id, None)
+            return
         self.done += 1
         if self.eta is not None:
             self.eta.ended(trial.trial_id)
@@ -108,11 +145,11 @@ class StudyProgress(tune.Callback):
             # stopped early by the scheduler (ASHA): no finished record was written; keep its curve
             record = unfinished_record(self.context, point, "stopped", "stopped early by the scheduler")
             record.update(epochs=curve, metrics=_metrics_of_curve(curve))
-            self.store.write_record(record)
+            _unless_lost(lambda: self.store.write_record(record))
 
     def on_trial_recover(self, iteration, trials, trial, **info):  # noqa: ANN001
         # A trial failing on a full or unwritable store would fail again on every retry: stop the run now.
-        self.store.check_writable("the study store")
+        _unless_lost(lambda: self.store.check_writable("the study store"))
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self.failed += 1
@@ -121,7 +158,8 @@ class StudyProgress(tune.Callback):
         self.curves.pop(trial.trial_id, None)
         self._charge(trial)
         error = _last_error_line(trial)
-        self.store.write_record(unfinished_record(self.context, point_of(self.context, trial.config), "failed", error))
+        record = unfinished_record(self.context, point_of(self.context, trial.config), "failed", error)
+        _unless_lost(lambda: self.store.write_record(record))
         print(f"trial {trial.trial_id} failed after its retries: {error}", flush=True)
 
     def _charge(self, trial: Any) -> None:
@@ -133,7 +171,7 @@ class StudyProgress(tune.Callback):
         self.spent["pflops"] += float(pflops) if pflops == pflops and pflops is not None else 0.0
         wall = last.get("wall_s")
         self.spent["gpu_hours"] += float(wall) / 3600.0 * self.context.gpu_fraction if wall == wall and wall is not None else 0.0
-        self._write_ledger()
+        _unless_lost(self._write_ledger)
 
     def _write_ledger(self) -> None:
         self.store.put_json(BUDGET_LEDGER, self.spent)
@@ -228,12 +266,13 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
     root = store_root(study, storage)
     store = open_store(root)
     report_dir = report_location(study) if report else None
-    with claimed_store(store, report_dir, study.name), driver_files(store) as driver_dir:  # a locked or unwritable store is refused before Ray starts
+    with claimed_store(store, report_dir, study.name) as lease, _stopped_if_lost(store, lease), driver_files(store) as driver_dir:
+        # (a locked or unwritable store is refused before Ray starts)
         connect(cluster_address(study, address))
         check_capacity(study)
         store.put("study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
         store.put_json("provenance.json", provenance(ray.cluster_resources()))
-        context = _context(study, root)
+        context = _context(study, root, lease.fence if lease is not None else None)
         finished = store.finished_ids()
 
         if study.search.algorithm in ("grid", "random"):
@@ -257,10 +296,13 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
             if launched:
                 eta = make_eta(study, pending, lambda config: run_plan(trial_config_for(context, point_of(context, config))).rounds)
                 try:
-                    _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose, driver_dir).fit()
+                    tuner = _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose, driver_dir, lease=lease)
+                    tuner.fit()
                 finally:
                     if searcher is not None:  # optuna-dashboard shows the objectives by name
                         record_optuna_objectives(study, _optuna_url(driver_dir))
+            if lease is not None and lease.lost is not None:  # the stopper ended the run
+                raise LeaseLost(store.location, None)
             store.check_writable("the study store")  # trials that met a full disk failed: say why
             state = "finished"
             results, written = _finish(store, state, report_dir)
@@ -269,6 +311,8 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
             _finish_quietly(store, state, report_dir)
             raise
         except Exception as exc:  # noqa: BLE001 (a full store shows up as any of Ray's, Tune's or our errors)
+            if lease is not None and lease.lost is not None:
+                raise  # another driver holds the study: write nothing more (`_stopped_if_lost` says so)
             fault = store_fault(exc, store, report_dir)
             if fault is None:
                 _finish_quietly(store, state, report_dir)
@@ -281,6 +325,18 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         nodes = results.loc[results["status"] == "finished", "node"].nunique() if "node" in results else 0
         return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), index, int(nodes),
                           written.answer if written else None)
+
+
+@contextlib.contextmanager
+def _stopped_if_lost(store: AnyStore, lease: Lease | None) -> Iterator[None]:
+    """Whatever ended a run whose lease was lost (the stopper, or a refused write), say that in one line."""
+    try:
+        yield
+    except Exception:
+        if lease is None or lease.lost is None:
+            raise
+        raise StoreError(f"{lease.lost}; this driver stopped: its trials were stopped, and nothing it or they wrote after the loss "
+                         "was kept (no record, state, table or report); the other driver goes on with the study") from None
 
 
 @contextlib.contextmanager
@@ -297,13 +353,15 @@ def driver_files(store: AnyStore) -> Iterator[Path]:
         finally:
             try:
                 store.push(DRIVER_FILES, Path(local))
+            except LeaseLost:
+                pass  # another driver holds the study: its copies stand
             except StoreError as exc:
                 log.warning("could not copy %s back to %s: %s", ", ".join(DRIVER_FILES), store.location, exc)
 
 
 def _tuner(
     study: Study, store: AnyStore, context: TrialContext, searcher: Any, param_space: dict[str, Any], num_samples: int, total: int, reused: int,
-    eta: Eta | None = None, verbose: bool = False, driver_dir: Path | None = None,
+    eta: Eta | None = None, verbose: bool = False, driver_dir: Path | None = None, lease: Lease | None = None,
 ) -> tune.Tuner:
     scheduler = None
     if study.scheduler.type == "asha":
@@ -337,6 +395,7 @@ def _tuner(
             storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=study.failure.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            stop=LeaseStopper(lease) if lease is not None else None,
             callbacks=[progress, *logger_callbacks(study, driver_dir or store.root)]
             + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if searcher is not None else []),
             progress_reporter=StudyReporter(study, searcher is None, progress.line, total - reused),

@@ -130,6 +130,10 @@ class Store:
     def check_writable(self, what: str = "the study store") -> None:
         check_writable(self.root, what)
 
+    def check_fence(self) -> None:
+        """Nothing to check: the `flock` stays with its driver even while it is paused (an object
+        store's lease can be taken from a paused driver, whose writes are then fenced off)."""
+
     def checkpoint_copies(self, tid: str) -> Iterator[Path]:
         """This trial's checkpoint folders from earlier attempts, newest first (local: the folders themselves)."""
         yield from self.latest_checkpoint_dirs(tid)

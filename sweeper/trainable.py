@@ -3,6 +3,11 @@
 Resume order: Ray's own checkpoint (a retried trial in this run), else the newest
 checkpoint of the same trial id from an earlier run of the study (a killed driver), else
 from scratch. A checkpoint that cannot be read is skipped with a warning and recorded.
+
+On an object store the trial writes under its driver's lease (`TrialContext.lease`): it checks
+the lease before it starts, at each round (before reporting the epoch and its checkpoint) and
+before writing its record, and if another driver holds the study now it stops without writing
+anything (`LeaseLost`): reported as `lease_lost`, never retried (a retry would meet the same lease).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from s3l_core.data import DatasetError
 from s3l_core.safe_pickle import UnsafePickleError
 from s3l_core.trainer import EpochRecord, train
 from sweeper.cost_model import predicted_train_pflops
+from sweeper.lease import Fence, LeaseLost
 from sweeper.live_view import quiet_worker
 from sweeper.space import from_ray_config
 from sweeper.object_store import open_store
@@ -47,10 +53,12 @@ class TrialContext:
     gpu_fraction: float
     budget_metric: str | None = None  # "gpu_hours" | "pflops"
     budget_limit: float | None = None
+    lease: Fence | None = None  # an object store's: the driver's lease, which the trial's writes must still find
 
 
 EPOCH_RECORD_KEY = "epoch_record"
 FAILED_AT_ONCE_KEY = "failed_at_once"  # in the last report of a trial that failed without retries
+LEASE_LOST_KEY = "lease_lost"  # in the last report of a trial that stopped because another driver took the lease
 # Errors a retry cannot fix (a bad config, missing or malformed data): the trial fails at once
 # with its record. Anything else (a crash, a lost node, OOM) raises, and Ray retries it.
 PERMANENT_ERRORS = (ConfigError, DatasetError, UnsafePickleError)
@@ -101,7 +109,17 @@ def _resume_state(store: Store, tid: str) -> tuple[dict[str, Any] | None, bool]:
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     quiet_worker()
-    store = open_store(context.store_root)
+    try:
+        _run_trial(config, context)
+    except LeaseLost as exc:
+        # Another driver runs the study now: stop with nothing written, as a permanent outcome (no
+        # retry: it would meet the same lease). NaNs: searchers need every metric.
+        tune.report({**_objective_values({}, context.gpu_fraction), LEASE_LOST_KEY: str(exc)})
+
+
+def _run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    store = open_store(context.store_root, context.lease)
+    store.check_fence()
     point = point_of(context, config)
     trial_config = trial_config_for(context, point)
     tid = trial_id(trial_config.to_dict())
@@ -121,6 +139,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     def report_epoch(record: EpochRecord, checkpoint_path: Path | None) -> None:
         nonlocal last_knn
+        store.check_fence()  # each round: a paused driver's workers go on training after its lease is taken
         if record.final:
             # The last round is reported once the record is written: a scheduler that stops the
             # trial on this report must not lose a finished trial.

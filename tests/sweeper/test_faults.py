@@ -1,5 +1,6 @@
 """Faults a long study meets, really inflicted: killed driver, worker and node, zero-byte and half
-checkpoints, a store that fills up mid-run, a busy or unwritable store, a wrong cluster address.
+checkpoints, a store that fills up mid-run, a busy or unwritable store, a wrong cluster address,
+a driver paused past its object-store lease while another driver takes the study over.
 
 Tests marked `faults` also add a row (fault, trials lost, trials re-run, duplicate rows) to the
 table `bench/faults.sh` prints (the file named by $S3L_FAULT_TABLE).
@@ -384,6 +385,117 @@ def test_driver_sigkill_then_run_again_loses_and_duplicates_nothing(tmp_path: Pa
     assert all(epoch >= 1 for epoch in resumed.values()), f"an interrupted trial restarted from scratch: {resumed}"
     add_table_row("driver SIGKILL, run again", 3, pd.read_parquet(store / "results.parquet"), len(after) - len(before),
                   f"{len(before)} finished before the kill reused, not retrained; the one in flight resumed from epoch {min(resumed.values())}")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    from tests.sweeper.s3_server import start_server
+
+    yield from start_server()
+
+
+def wait_for(what: str, ready, timeout: float = 300.0, *alive: subprocess.Popen):
+    """Poll `ready()` until it returns something true (returned), failing after `timeout` s or if a process in `alive` ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = ready()
+        if found:
+            return found
+        ended = [p.args[-1] for p in alive if p.poll() is not None]
+        assert not ended and time.monotonic() < deadline, f"waiting for {what}: {'a driver ended' if ended else 'timed out'}"
+        time.sleep(0.2)
+
+
+@pytest.mark.faults
+def test_a_driver_paused_past_its_lease_stops_and_the_driver_that_took_it_over_trains_every_trial_once(s3, tmp_path: Path):
+    """Issue 25 end to end: driver 1 is paused (SIGSTOP; its Ray workers run on) past its lease;
+    driver 2 takes the lease and starts both trials; driver 1 is resumed (SIGCONT). Driver 1 exits
+    2 with one line naming driver 2 and writes nothing more; driver 2 finishes the study. The bucket
+    keeps every version of every object, so each write either driver made is seen."""
+    from tests.sweeper.s3_server import clean_env
+
+    bucket = s3.new_bucket()
+    client = s3.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # 10 epochs: a paused driver's workers go at most two rounds on (each then blocks in its report), so neither finishes
+    path = write_study(tmp_path, name="fence", grid=[8, 12], trial={**TINY_TRIAL, "epochs": 10}, storage=f"s3://{bucket}/runs",
+                       report=f"s3://{bucket}/reports")  # fmt: skip
+    ttl = 4
+    env = clean_env({**s3.env, "PYTHONUNBUFFERED": "1", "S3L_LEASE_TTL_S": str(ttl)})
+    prefix = "runs/fence/"
+
+    def lease() -> dict | None:
+        try:
+            got = client.get_object(Bucket=bucket, Key=prefix + ".lease")
+        except client.exceptions.NoSuchKey:
+            return None
+        return {**json.loads(got["Body"].read()), "modified": got["LastModified"].timestamp()}
+
+    def checkpoints() -> dict[str, dict[str, int]]:
+        """attempt -> {trial id: its newest checkpoint's number}."""
+        found: dict[str, dict[str, int]] = {}
+        for key in s3.keys(bucket, prefix + "ray/"):
+            parts = key.split("/")
+            if key.endswith("/checkpoint.pt") and len(parts) == 7:
+                trials = found.setdefault(parts[3], {})
+                trials[parts[4]] = max(trials.get(parts[4], -1), int(parts[5].removeprefix("checkpoint_")))
+        return found
+
+    def versions(key: str) -> list[bytes]:
+        listed = client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+        return [client.get_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["Body"].read() for v in listed if v["Key"] == key]
+
+    def start(name: str, *extra: str) -> subprocess.Popen:
+        out, err = (open(tmp_path / f"{name}.{stream}", "w") for stream in ("out", "err"))
+        return subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), *extra], env=env, start_new_session=True, stdout=out, stderr=err)
+
+    drivers: list[subprocess.Popen] = []
+    try:
+        drivers.append(start("driver1"))
+        early = wait_for("both of driver 1's trials checkpointed, early", lambda: [a for a, t in checkpoints().items()
+                         if len(t) == 2 and max(t.values()) < 5], 300, drivers[0])  # fmt: skip
+        os.kill(drivers[0].pid, signal.SIGSTOP)  # the driver only: its Ray and its workers run on
+        assert not s3.keys(bucket, prefix + "trials/"), "a trial finished before driver 1 was paused"
+        first = lease()
+        wait_for("driver 1's lease to expire", lambda: time.time() > first["modified"] + ttl + 1, 60)
+        drivers.append(start("driver2", "--no-report"))
+        second = wait_for("driver 2 to take the lease", lambda: (held := lease()) and held["token"] != first["token"] and held, 300, drivers[1])
+        assert second["holder"].startswith(f"pid {drivers[1].pid} on ")
+        wait_for("driver 2's trials to start", lambda: [a for a, t in checkpoints().items() if a not in early and len(t) == 2], 300, drivers[1])
+        resumed_at = time.time()
+        os.kill(drivers[0].pid, signal.SIGCONT)
+        drivers[0].wait(timeout=300)
+        drivers[1].wait(timeout=600)
+    finally:
+        for driver in drivers:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)  # the driver and the embedded Ray it started (a stopped one too)
+                driver.wait()
+    out1, err1, out2, err2 = ((tmp_path / f"driver{n}.{s}").read_text() for n in (1, 2) for s in ("out", "err"))
+    errors = [line for line in err1.splitlines() if line.startswith("error: ")]
+    assert drivers[0].returncode == 2 and len(errors) == 1, (drivers[0].returncode, err1[-3000:])
+    assert errors[0].startswith(f"error: the lease on s3://{bucket}/runs/fence was taken by pid {drivers[1].pid} on ") and \
+        "(lease generation 2); this driver stopped: its trials were stopped" in errors[0], errors[0]
+    assert drivers[1].returncode == 0, err2[-3000:]
+    assert "2 trials, 0 already finished (reused), 2 to run" in out2 and "2 finished, 0 failed" in out2, out2[-2000:]
+    records = {key: [json.loads(v) for v in versions(key)] for key in s3.keys(bucket, prefix + "trials/")}
+    by_driver_1 = [key for key, written in records.items() if any(r.get("lease", {}).get("token") != second["token"] for r in written)]
+    assert len(records) == 2 and by_driver_1 == [], records  # every record driver 2's: none trained twice
+    states = sorted(json.loads(v)["state"] for v in versions(prefix + "state.json"))
+    assert states == ["finished", "running", "running"], states  # driver 1's "running", driver 2's two: none of driver 1's after the loss
+    assert all(len(versions(prefix + table)) == 1 for table in ("results.parquet", "results.csv", "epochs.parquet"))  # driver 2's only
+    written = [v for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"{prefix}ray/{early[0]}/")
+               for v in page.get("Versions", [])]  # fmt: skip
+    late = [v["Key"] for v in written if "/checkpoint_" in v["Key"] and v["LastModified"].timestamp() >= resumed_at]
+    assert late == [], late  # driver 1's trials reported no round (nor its checkpoint) once resumed: each found the lease taken
+    assert [k for k in s3.keys(bucket, "reports/") if not k.endswith("/")] == []  # driver 1 wrote no report (the folder: its start-up check)
+    assert lease() is None and second["generation"] == 2  # driver 2 released the lease it took over
+    import io
+
+    results = pd.read_parquet(io.BytesIO(s3.read(bucket, prefix + "results.parquet")))
+    add_table_row("driver paused past its object-store lease, another takes over", 2, results, 2,
+                  f"driver 1 resumed: exit 2 naming driver 2; {len(by_driver_1)} trials trained twice (driver 2 ran both); of driver 1's "
+                  "records, state, tables and report after the loss, none kept")
 
 
 @pytest.mark.faults

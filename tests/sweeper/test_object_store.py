@@ -1,7 +1,9 @@
 """A study store on an object store, against a real S3-compatible server on 127.0.0.1 (moto):
-records, the lease (refused while live, admitted once expired, one winner of a race), bad input
+records, the lease (refused while live, admitted once expired, one winner of a race), fencing (a
+stale lease's writes refused, a trial's round check, a driver that loses its lease stops), bad input
 as one line with nothing started; then (slow) the tiny study end to end with `storage: s3://...`,
-re-run, driver SIGKILL and resume."""
+re-run, driver SIGKILL and resume. Lease expiry is tested with an injected clock, not by waiting.
+The paused driver whose lease is taken over, end to end: `test_faults.py`."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pandas as pd
 import pytest
 
 from sweeper.cli import main
-from sweeper.lease import BestEffortBackend, Lease, lease_for
+from sweeper.lease import BestEffortBackend, Lease, LeaseLost, S3Backend, backend_for, lease_for
 from sweeper.object_store import ObjectStore, open_store
 from sweeper.store import StoreError
 from tests.sweeper.conftest import TINY_TRIAL, write_study
@@ -78,19 +80,30 @@ def test_the_endpoint_can_come_from_the_uri_query_instead_of_the_environment(s3,
     assert ".lease" not in "".join(s3.keys(bucket, "runs/q/"))  # released at the end
 
 
-def test_a_second_driver_is_refused_while_the_lease_is_live_and_admitted_once_it_expires(aws, monkeypatch):
-    monkeypatch.setenv("S3L_LEASE_TTL_S", "3")
+def later(seconds: float):
+    """A driver's clock `seconds` ahead: what it sees of a lease once that much time has passed."""
+    return lambda: time.time() + seconds
+
+
+def lease_at(uri: str, ttl: float = 60, clock=time.time) -> Lease:
+    store = ObjectStore(uri)
+    return Lease(store, backend_for(store), ttl=ttl, clock=clock)
+
+
+def test_a_second_driver_is_refused_while_the_lease_is_live_and_admitted_once_it_expires(aws):
+    """A minute's lease, and a clock two minutes on for "once it expires": no waiting, so no load can make it late."""
     uri = f"s3://{aws.new_bucket()}/runs/leased"
-    first = lease_for(ObjectStore(uri))
+    first = lease_at(uri)
     first.acquire()  # a driver that then dies: nobody renews its lease
     with pytest.raises(StoreError, match=rf"s3://.*/runs/leased is in use by pid {os.getpid()} on .*lease expires in \d+ s"):
-        lease_for(ObjectStore(uri)).acquire()
-    assert ObjectStore(uri).is_locked()
-    time.sleep(4.5)
-    assert not ObjectStore(uri).is_locked()
-    with ObjectStore(uri).lock():  # the expired lease is replaced
-        with pytest.raises(StoreError, match="is in use by"):
-            lease_for(ObjectStore(uri)).acquire()
+        lease_at(uri).acquire()
+    assert ObjectStore(uri).is_locked() and lease_at(uri, clock=later(30)).is_live()  # (LastModified: whole seconds)
+    assert not lease_at(uri, clock=later(120)).is_live()
+    takeover = lease_at(uri, clock=later(120))
+    takeover.acquire()  # the expired lease is replaced, one generation on
+    assert takeover.generation == 2 and json.loads(aws.read(uri.split("/")[2], "runs/leased/.lease"))["token"] == takeover.token
+    with pytest.raises(StoreError, match="is in use by"):
+        lease_at(uri).acquire()
 
 
 def test_a_running_driver_renews_its_lease_past_its_lifetime(aws, monkeypatch):
@@ -103,16 +116,14 @@ def test_a_running_driver_renews_its_lease_past_its_lifetime(aws, monkeypatch):
     lease_for(ObjectStore(uri)).acquire()  # released: free at once
 
 
-def test_of_two_drivers_taking_over_an_expired_lease_exactly_one_wins(aws, monkeypatch):
-    monkeypatch.setenv("S3L_LEASE_TTL_S", "2")
+def test_of_two_drivers_taking_over_an_expired_lease_exactly_one_wins(aws):
     uri = f"s3://{aws.new_bucket()}/runs/race"
-    lease_for(ObjectStore(uri)).acquire()
-    time.sleep(3.5)
+    lease_at(uri, ttl=2).acquire()
     outcomes: list[str] = []
     start = threading.Barrier(4)
 
     def contend():
-        lease = lease_for(ObjectStore(uri))
+        lease = lease_at(uri, ttl=60, clock=later(30))  # the 2 s lease has expired; the winner's 60 s one has not
         start.wait()
         try:
             lease.acquire()
@@ -142,6 +153,160 @@ def test_the_best_effort_lease_refuses_a_live_lease_and_takes_an_expired_one(aws
     Lease(store, BestEffortBackend(store)).acquire()
 
 
+# ------------------------------------------------------------------------- fencing: a driver whose lease was taken writes nothing
+
+
+def take_over(uri: str) -> Lease:
+    """Another driver takes the lease, as it may once this one was paused past it (its clock says it expired)."""
+    taker = lease_at(uri, clock=later(120))
+    taker.acquire()
+    return taker
+
+
+def test_a_stale_leases_writes_are_refused_and_the_new_holders_records_carry_its_token(aws):
+    bucket = aws.new_bucket()
+    uri = f"s3://{bucket}/runs/fenced"
+    store = ObjectStore(uri)
+    with store.lock() as lease:  # the driver
+        trial = ObjectStore(uri, fence=lease.fence)  # one of its trials, as a worker opens the store
+        trial.write_record(record("aaaaaaaaaaaa"))
+        assert json.loads(aws.read(bucket, "runs/fenced/trials/aaaaaaaaaaaa.json"))["lease"]["token"] == lease.token
+        import ray.cloudpickle
+
+        assert ray.cloudpickle.loads(ray.cloudpickle.dumps(store)).fence == lease.fence  # Ray pickles the driver's callbacks
+        before = aws.keys(bucket)
+        taker = take_over(uri)
+        writes = {"a trial's record": lambda: trial.write_record(record("aaaaaaaaaaaa", "failed")),
+                  "a new record": lambda: trial.write_record(record("bbbbbbbbbbbb")),
+                  "the driver's state": lambda: store.put_json("state.json", {"state": "finished"}),
+                  "a table": lambda: store.put("results.csv", "trial_id\n"), "a write check": lambda: store.check_writable()}  # fmt: skip
+        for what, write in writes.items():
+            with pytest.raises(LeaseLost, match=rf"the lease on {uri} was taken by pid {os.getpid()} on .* \(lease generation 2\)$"):
+                write()
+            assert aws.keys(bucket) == {**before, "runs/fenced/.lease": aws.keys(bucket)["runs/fenced/.lease"]}, what
+        assert lease.lost is not None and "lease generation 2" in lease.lost  # the driver's own store told its lease
+    assert json.loads(aws.read(bucket, "runs/fenced/.lease"))["token"] == taker.token  # not released: it is not this driver's
+    new = ObjectStore(uri, fence=taker.fence)
+    new.write_record(record("aaaaaaaaaaaa", "failed"))
+    assert json.loads(aws.read(bucket, "runs/fenced/trials/aaaaaaaaaaaa.json"))["lease"] == {"token": taker.token, "holder": taker.holder,
+                                                                                              "generation": 2}  # fmt: skip
+
+
+def test_a_write_delayed_past_a_takeover_does_not_replace_what_the_new_holder_wrote(aws):
+    """The check passes, then the writer stalls (a paused driver) while another driver takes the lease
+    and writes the same record: the conditional PUT refuses the stale write."""
+    bucket = aws.new_bucket()
+    uri = f"s3://{bucket}/runs/delayed"
+    with ObjectStore(uri).lock() as lease:
+        trial = ObjectStore(uri, fence=lease.fence)
+        fencing = trial._fencing_now()
+        checked = fencing.check
+        stalled: list[Lease] = []
+
+        def check_then_stall() -> None:
+            checked()
+            if not stalled:  # the stale writer is paused here, past its lease
+                stalled.append(take_over(uri))
+                ObjectStore(uri, fence=stalled[0].fence).write_record(record("aaaaaaaaaaaa"))
+
+        fencing.check = check_then_stall
+        with pytest.raises(LeaseLost, match="lease generation 2"):
+            trial.write_record(record("aaaaaaaaaaaa", "failed"))
+    kept = json.loads(aws.read(bucket, "runs/delayed/trials/aaaaaaaaaaaa.json"))
+    assert kept["status"] == "finished" and kept["lease"]["token"] == stalled[0].token
+
+
+def fake_epoch(epoch: int):
+    from s3l_core.trainer import EpochRecord
+
+    return EpochRecord(epoch=epoch, step=epoch, resolution=8, loss=1.0, lr=0.1, knn_val_top1=0.5, train_pflops_cum=0.1 * epoch,
+                       wall_s_cum=1.0 * epoch, img_per_s=1.0)  # fmt: skip
+
+
+def test_a_trials_round_check_stops_it_without_a_record_once_another_driver_holds_the_lease(aws, tmp_path: Path, monkeypatch):
+    """The trainable with the trainer and Ray's reporting faked: the round after the takeover is not
+    reported, training goes no further, no record is written and the trial ends without raising
+    (a retry would meet the same lease)."""
+    import sweeper.trainable as trainable
+    from sweeper.runner import _context
+    from sweeper.study import load_study
+
+    bucket = aws.new_bucket()
+    study = load_study(write_study(tmp_path, name="rounds", grid=[8], storage=f"s3://{bucket}/runs"))
+    uri = f"s3://{bucket}/runs/rounds"
+    reports: list[dict] = []
+    rounds: list[int] = []
+
+    def fake_train(config, on_epoch, resume_from, checkpoint_dir):
+        for epoch in (1, 2, 3):
+            if epoch == 2:
+                take_over(uri)  # while this driver is paused, its workers train on
+            rounds.append(epoch)
+            on_epoch(fake_epoch(epoch), None)
+        raise AssertionError("trained past the round that found the lease taken")
+
+    monkeypatch.setattr(trainable, "train", fake_train)
+    monkeypatch.setattr(trainable, "_this_node", lambda: "test-node")
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    with ObjectStore(uri).lock() as lease:
+        context = _context(study, uri, lease.fence)
+        trainable.run_trial({"point": {"resolution": 8, "seed": 0}}, context)
+    assert rounds == [1, 2] and [r.get("epoch") for r in reports] == [1, None]
+    assert "lease generation 2" in reports[-1][trainable.LEASE_LOST_KEY]
+    assert not aws.keys(bucket, "runs/rounds/trials/")
+
+
+def test_a_driver_whose_lease_is_taken_stops_its_run_exits_2_in_one_line_and_writes_nothing_more(aws, tmp_path: Path, monkeypatch, capsys):
+    """run with Ray's Tuner faked: another driver takes the lease mid-run; the driver's renewal is
+    refused, its stopper ends the run, and `run` exits 2 naming the new holder, with no state,
+    tables or report written after the loss."""
+    import ray
+    import ray.cloudpickle
+
+    import sweeper.runner as runner
+
+    monkeypatch.setenv("S3L_LEASE_TTL_S", "2")  # a renewal every half second
+    bucket = aws.new_bucket()
+    path = write_study(tmp_path, name="lost", grid=[8], storage=f"s3://{bucket}/runs", report=f"s3://{bucket}/reports")
+    uri = f"s3://{bucket}/runs/lost"
+    seen: dict[str, object] = {}
+
+    class FakeTuner:
+        def __init__(self, lease):
+            self.stopper = runner.LeaseStopper(lease)
+
+        def fit(self) -> None:
+            assert ray.cloudpickle.loads(ray.cloudpickle.dumps(self.stopper)).stop_all() is False  # Ray pickles it into tuner.pkl
+            seen["before"] = aws.keys(bucket)
+            while True:  # the renewer may replace the lease between our read and our write: try again
+                try:
+                    seen["taker"] = take_over(uri)
+                    break
+                except StoreError:
+                    time.sleep(0.1)
+            deadline = time.monotonic() + 120
+            while not self.stopper.stop_all() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            seen["stopped"] = self.stopper.stop_all()  # (an error raised here would itself end the run)
+
+    monkeypatch.setattr(runner, "connect", lambda address: None)
+    monkeypatch.setattr(runner, "check_capacity", lambda study: None)
+    monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(runner, "make_eta", lambda *args, **kwargs: None)
+    monkeypatch.setattr(runner, "_tuner", lambda *args, lease=None, **kwargs: FakeTuner(lease))
+    assert main(["run", str(path)]) == 2
+    assert seen["stopped"], "the stopper never stopped the run"
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    taker = seen["taker"]
+    assert len(err) == 1 and err[0].startswith(f"error: the lease on {uri} was taken by {taker.holder} (lease generation 2); "
+                                               "this driver stopped: its trials were stopped"), err  # fmt: skip
+    after = aws.keys(bucket)
+    assert {k: v for k, v in after.items() if k != "runs/lost/.lease"} == {k: v for k, v in seen["before"].items() if k != "runs/lost/.lease"}
+    assert json.loads(aws.read(bucket, "runs/lost/state.json"))["state"] == "running"  # as before the loss; no tables, no report
+    assert json.loads(aws.read(bucket, "runs/lost/.lease"))["token"] == taker.token
+
+
 # ------------------------------------------------------------------------- bad input: one line, nothing started
 
 
@@ -151,6 +316,21 @@ def test_an_s3_store_without_boto3_is_refused_rather_than_left_with_a_best_effor
     with pytest.raises(StoreError, match=r"needs boto3 for its lease .*pip install 's3l-sweep\[s3\]'"):
         with store.lock():
             pass
+
+
+def test_only_a_missing_boto3_or_botocore_is_reported_as_needing_boto3(aws, monkeypatch):
+    store = ObjectStore(f"s3://{aws.new_bucket()}/runs/x")
+    monkeypatch.setitem(sys.modules, "botocore.config", None)
+    with pytest.raises(StoreError, match="needs boto3"):
+        lease_for(store)
+    monkeypatch.delitem(sys.modules, "botocore.config")
+
+    def broken(self, store):
+        raise ImportError("cannot import name 'ssl_wrap' from 'urllib3.util'", name="urllib3.util")
+
+    monkeypatch.setattr(S3Backend, "__init__", broken)
+    with pytest.raises(ImportError, match="cannot import name 'ssl_wrap' from 'urllib3.util'"):  # what it is, not "needs boto3"
+        lease_for(store)
 
 
 @pytest.mark.parametrize("problem", ["missing bucket", "unreachable endpoint", "no credentials"])

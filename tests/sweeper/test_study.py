@@ -264,6 +264,7 @@ def test_every_project_exception_pickles_round_trip():
     from s3l_core.image_dataset import DatasetError
     from s3l_core.safe_pickle import UnsafePickleError
     from sweeper.cli import UserFacingError
+    from sweeper.lease import LeaseLost
     from sweeper.report.browser import WebDriverError
     from sweeper.runner import ClusterError
     from sweeper.store import StoreError
@@ -274,7 +275,7 @@ def test_every_project_exception_pickles_round_trip():
         CheckpointError("checkpoint c.pt is unreadable"), DatasetError("dataset cifar10: data_dir /x does not exist"),
         UnsafePickleError("refused to load posix.system"), UserFacingError("store busy"), StoreError("store full"),
         ClusterError("cannot reach the Ray cluster at h:1"), UnsafeFolderError("reports/x is a symbolic link"),
-        WebDriverError("chromedriver did not start"),
+        WebDriverError("chromedriver did not start"), LeaseLost("s3://b/runs/x", "pid 7 on host (lease generation 2)"),
     ]  # fmt: skip
     private = {cls for cls in _project_exception_classes() if cls.__name__.startswith("_")}
     assert _project_exception_classes() - private <= {type(s) for s in samples}, "add a sample of the new exception here"
