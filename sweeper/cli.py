@@ -12,6 +12,7 @@ from sweeper.study import load_study
 from sweeper.study_model import Study, StudyError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
 EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 
@@ -170,9 +171,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = load_study(path, cluster_resources=available_resources(address))
         if args.dry_run:
             return _dry_run(study, args.storage)
-        from sweeper.runner import run_study
+        from sweeper.runner import StudyInterrupted, run_study
 
-        summary = run_study(study, address=args.address, storage=args.storage, report=not args.no_report, verbose=args.verbose)
+        try:
+            summary = run_study(study, address=args.address, storage=args.storage, report=not args.no_report, verbose=args.verbose)
+        except StudyInterrupted as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     except (StoreError, ClusterError) as exc:
         raise UserFacingError(str(exc)) from None
     nodes = f"; finished trials ran on {summary.nodes} node{'s' if summary.nodes != 1 else ''}" if summary.nodes else ""

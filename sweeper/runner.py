@@ -297,19 +297,25 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
                 eta = make_eta(study, pending, lambda config: run_plan(trial_config_for(context, point_of(context, config))).rounds)
                 try:
                     tuner = _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose, driver_dir, lease=lease)
-                    tuner.fit()
+                    with _sigterm_as_sigint():
+                        tuner.fit()
                 finally:
                     if searcher is not None:  # optuna-dashboard shows the objectives by name
                         record_optuna_objectives(study, _optuna_url(driver_dir))
             if lease is not None and lease.lost is not None:  # the stopper ended the run
                 raise LeaseLost(store.location, None)
             store.check_writable("the study store")  # trials that met a full disk failed: say why
-            state = "finished"
+            unended = _unended_trials(store, [trial_id_for(context, p) for p in pending], total)
+            state = "interrupted" if launched and unended else "finished"
             results, written = _finish(store, state, report_dir)
+            if state == "interrupted":  # Tune stops its trials on Ctrl-C (checkpoints kept) and returns as if done
+                raise StudyInterrupted(_interrupted_line(study, store, total, unended))
         except KeyboardInterrupt:
             state = "interrupted"
             _finish_quietly(store, state, report_dir)
-            raise
+            raise StudyInterrupted(_interrupted_line(study, store, total, None)) from None
+        except StudyInterrupted:
+            raise  # its tables, state and report are written
         except Exception as exc:  # noqa: BLE001 (a full store shows up as any of Ray's, Tune's or our errors)
             if lease is not None and lease.lost is not None:
                 raise  # another driver holds the study: write nothing more (`_stopped_if_lost` says so)
@@ -325,6 +331,44 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         nodes = results.loc[results["status"] == "finished", "node"].nunique() if "node" in results else 0
         return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), index, int(nodes),
                           written.answer if written else None)
+
+
+class StudyInterrupted(RuntimeError):
+    """The run was stopped (Ctrl-C, SIGTERM) before every trial ended: one line saying how to resume."""
+
+
+def _unended_trials(store: AnyStore, pending_ids: list[str], total: int) -> int:
+    """How many trials this run should have ended but did not: pending ids without a record
+    (grid, random), or the samples short of `total` (Optuna)."""
+    recorded = {r["trial_id"] for r in store.records()}
+    if pending_ids:
+        return sum(tid not in recorded for tid in pending_ids)
+    return max(0, total - len(recorded))
+
+
+def _interrupted_line(study: Study, store: AnyStore, total: int, unended: int | None) -> str:
+    finished = len(store.finished_ids())
+    left = f"{unended} unfinished" if unended is not None else f"{max(0, total - finished)} not finished"
+    return (f"study {study.name} was interrupted: {finished} of {total} trials finished, {left}; "
+            "their checkpoints are kept: `run` the study again to resume")
+
+
+@contextlib.contextmanager
+def _sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, `kill`) stops the run as Ctrl-C does: Tune ends its trials with
+    their checkpoints and the store says `interrupted`, instead of the driver dying mid-write."""
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -20,29 +20,41 @@ def test_trials_a_killed_driver_left_running_in_optuna_are_marked_failed(tmp_pat
     _fail_abandoned_optuna_trials(storage, "not-created-yet")  # first run: nothing to do, no error
 
 
-def run_with_fake_ray(study, monkeypatch) -> tuple[object, list[dict]]:
-    """run_study with Ray's connection and Tuner faked: (its summary, the points it launched)."""
+finishes: list[str] = []  # the state each faked `_finish` was asked to write
+
+
+def run_with_fake_ray(study, monkeypatch, ends: int | None = None) -> tuple[object, list[dict]]:
+    """run_study with Ray's connection and Tuner faked: (its summary, the points it launched).
+    The fake Tuner records the first `ends` launched trials as finished (all by default), as Tune
+    returns after Ctrl-C with the others stopped and unrecorded."""
     import pandas as pd
     import ray
 
     import sweeper.runner as runner
+    from sweeper.store import Store, store_root
+    from sweeper.trainable import new_record, trial_config_for
 
     launched: list[dict] = []
+    finishes.clear()
     initialized_before = ray.is_initialized()  # an earlier test may have left a Ray up in this process
 
     class FakeTuner:
-        def __init__(self, param_space: dict):
-            self.param_space = param_space
+        def __init__(self, param_space: dict, context):
+            self.param_space, self.context = param_space, context
 
         def fit(self) -> None:
-            launched.extend(self.param_space["point"]["grid_search"])
+            points = self.param_space["point"]["grid_search"]
+            launched.extend(points)
+            store = Store(store_root(study))
+            for point in points[:ends]:
+                store.write_record(new_record(point, trial_config_for(self.context, point), self.context, "finished"))
 
     monkeypatch.setattr(runner, "connect", lambda address: None)
     monkeypatch.setattr(runner, "check_capacity", lambda study: None)
     monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(runner, "make_eta", lambda *args, **kwargs: None)
-    monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(param_space))
-    monkeypatch.setattr(runner, "_finish", lambda store, state, report_dir: (pd.DataFrame(), None))
+    monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(param_space, context))
+    monkeypatch.setattr(runner, "_finish", lambda store, state, report_dir: (finishes.append(state), (pd.DataFrame(), None))[1])
     summary = runner.run_study(study, report=False)
     assert ray.is_initialized() == initialized_before  # the run itself started no Ray
     return summary, launched
@@ -86,3 +98,18 @@ def test_a_study_grown_by_a_seed_runs_only_the_new_seeds_trials(tmp_path: Path, 
     summary, launched = run_with_fake_ray(grown, monkeypatch)
     assert (summary.total, summary.reused, summary.launched) == (4, 2, 2)
     assert sorted((p["resolution"], p["seed"]) for p in launched) == [(8, 1), (12, 1)]
+
+
+def test_a_run_that_returns_with_trials_unended_is_interrupted_not_finished(tmp_path: Path, monkeypatch):
+    """Ctrl-C: Ray Tune swallows the SIGINT, stops the trials and returns from fit(); state.json said
+    `finished` though 4 of 6 trials never ended (issue 24)."""
+    import pytest
+
+    from sweeper.runner import StudyInterrupted
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import write_study
+
+    study = load_study(write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1]))
+    with pytest.raises(StudyInterrupted, match="interrupted: 2 of 6 trials finished, 4 unfinished.*`run` the study again to resume"):
+        run_with_fake_ray(study, monkeypatch, ends=2)
+    assert finishes == ["interrupted"]  # the tables, state.json and the report say so
