@@ -8,6 +8,7 @@ import socket
 
 import ray
 
+from sweeper.credentials import keep_credentials_from_ray
 from sweeper.loopback import start_local_ray
 from sweeper.store import StoreError
 from sweeper.study import Study
@@ -31,8 +32,10 @@ def connect(address: str | None) -> None:
     """Attach to a cluster, or start an embedded Ray bound to loopback with no dashboard.
 
     An unreachable address fails within seconds with one line (`ClusterError`), instead of
-    Ray's minutes of retries and its traceback.
+    Ray's minutes of retries and its traceback. Ray Tune is kept from copying the driver's AWS
+    credentials into its trials' runtime envs (`sweeper/credentials.py`: Ray logs those in plain text).
     """
+    keep_credentials_from_ray()
     if ray.is_initialized():
         return
     if not address:
