@@ -104,8 +104,8 @@ class UserFacingError(Exception):
     """A one-line problem the user can fix (a locked store, an unknown store dir ...)."""
 
 
-def _load(path: Path) -> Study:
-    study = load_study(path)
+def _load(path: Path, check_cost: bool = False) -> Study:
+    study = load_study(path, check_cost=check_cost)
     for warning in study.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return study
@@ -127,7 +127,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from sweeper.estimate import render_estimate
 
-    print(render_estimate(_load(study_file(args.study))))
+    print(render_estimate(_load(study_file(args.study), check_cost=True)))
     return 0
 
 
@@ -154,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeper.store import StoreError
 
     path = study_file(args.study)
-    study = _load(path)
+    study = _load(path, check_cost=True)  # a trial above the cost ceiling is refused before Ray starts
     address = cluster_address(study, args.address)
     if args.dry_run and address is not None:
         return _dry_run(study, args.storage)  # a dry run does not attach to a cluster

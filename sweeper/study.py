@@ -27,17 +27,22 @@ from sweeper.study_yaml import load_yaml
 __all__ = ["Study", "StudyError", "load_study"]
 
 
-def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None = None) -> Study:
+def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None = None, check_cost: bool = False) -> Study:
     """Load and validate a study file; raise `StudyError` with every problem found.
 
     `cluster_resources` (Ray's `{"CPU": 2, "GPU": 0}`) adds a check that one trial fits the
-    cluster. Warnings (e.g. upsampling) are returned on `Study.warnings`.
+    cluster; `check_cost` one that no trial is predicted above the cost ceiling
+    (`sweeper/study_cost_checks.py`; it imports torch). Warnings (e.g. upsampling) are returned on `Study.warnings`.
     """
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise StudyError(doc.problems)
     checker = StudyChecker(str(path), doc, cluster_resources)
     study = _validate(checker)
+    if study is not None and check_cost:
+        from sweeper.study_cost_checks import check_trial_cost
+
+        check_trial_cost(checker, study)
     problems = list(doc.problems)
     for p in checker.problems:  # a value already rejected while loading is not reported twice
         if p in problems or any(p.key_path == r or p.key_path.startswith((r + ".", r + "[")) for r in doc.rejected if r):

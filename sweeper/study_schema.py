@@ -254,17 +254,19 @@ _TRIAL_DOCS: dict[str, tuple[str, str]] = {  # dotted trial key -> (allowed, mea
                    "Pre-training input size in pixels, or stages such as `[{resolution: 14, fraction: 0.8}, "
                    "{resolution: 28, fraction: 0.2}]`."),
     "resolution[].resolution": ("1-1024", "Input size of one stage."),
-    "resolution[].epochs": ("an integer >= 1; every stage gives epochs, every stage steps, or every stage fraction",
+    "resolution[].epochs": ("an integer 1-10,000 (the stages' sum too); every stage gives epochs, every stage steps, "
+                            "or every stage fraction",
                             "Epochs of this stage; the stages' epochs set the run length."),
-    "resolution[].steps": ("an integer >= 1", "Optimiser steps of this stage; the stages' steps set the run length."),
+    "resolution[].steps": ("an integer 1-100,000,000 (the stages' sum too)",
+                           "Optimiser steps of this stage; the stages' steps set the run length."),
     "resolution[].fraction": ("in (0, 1]; the fractions sum to 1",
                               "Share of the run length (`trial.epochs` or `trial.steps`) spent in this stage."),
-    "epochs": ("null, or >= 1; not with steps", "Pre-training length in passes over the pre-training subset (null and no "
+    "epochs": ("null, or 1-10,000; not with steps", "Pre-training length in passes over the pre-training subset (null and no "
                "steps: 50)."),
-    "steps": ("null, or >= 1; not with epochs",
+    "steps": ("null, or 1-100,000,000; not with epochs",
               "Pre-training length in optimiser steps, to compare data fractions at equal steps or equal compute."),
     "data_fraction": ("in (0, 1]", "Stratified, seeded share of the training split used for pre-training."),
-    "batch_size": (">= 2", "Images per step (each seen in two views)."),
+    "batch_size": ("2-65,536", "Images per step (each seen in two views)."),
     "optimizer.name": ("null, sgd, lars", "Optimiser; null takes the method's reference (lars for simclr and byol, else sgd)."),
     "optimizer.lr": ("null, or > 0",
                      "Learning rate per 256 images, scaled linearly to the batch used; null takes the method's reference. "
@@ -293,7 +295,7 @@ _TRIAL_DOCS: dict[str, tuple[str, str]] = {  # dotted trial key -> (allowed, mea
     "eval.bn_recalibrate": ("true, false", "Re-estimate batch-norm statistics at the evaluation resolution before frozen evaluation."),
     "eval.finetune": ("null, or a mapping", "Fine-tune the whole network at the evaluation resolution after pre-training "
                       "(S3L's protocol); gives `finetune_top1`, its cost counted as evaluation."),
-    "eval.finetune.epochs": (">= 1", "Fine-tuning epochs over the labelled training images."),
+    "eval.finetune.epochs": ("1-10,000", "Fine-tuning epochs over the labelled training images."),
     "eval.finetune.lr": ("> 0", "Fine-tuning learning rate per 256 images (SGD, cosine)."),
     "seed": ("set it with the top-level `seeds`", "Filled in from each entry of `seeds`; do not write it under `trial`."),
     "data_dir": ("null or a path", "Folder with the dataset files; null looks in $S3L_DATA_DIR, known locations, then the cache."),
