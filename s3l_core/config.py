@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from s3l_core.dataset_catalog import check_dataset_name
+from s3l_core.quoting import brief
 from s3l_core.recipes import RECIPES, head_sizes
 
 METHOD_NAMES = ("simclr", "moco_v2", "byol", "simsiam", "supervised")
@@ -253,7 +254,7 @@ def _build(cls: type, data: Any, path: str, problems: list[ConfigProblem]) -> An
 
 
 def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    return f"{brief(value)} ({type(value).__name__})"
 
 
 def _coerce(tp: Any, value: Any, path: str, problems: list[ConfigProblem]) -> Any:

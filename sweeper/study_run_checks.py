@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from s3l_core.config import TrialConfig, did_you_mean
+from s3l_core.quoting import brief
 from sweeper.study_checker import StudyChecker
 from sweeper.study_model import Budget, FailureConfig, Resources, SchedulerConfig, SearchConfig
 from sweeper.study_schema import EPOCH_METRICS, OBJECTIVE_METRICS, is_int, is_number
@@ -37,7 +38,7 @@ def check_objectives(c: StudyChecker, search: SearchConfig) -> dict[str, str]:
         c.problem("objectives", "is required, e.g. {knn_top1: max, train_pflops: min}")
         return {}
     if not isinstance(raw, dict) or not raw:
-        c.problem("objectives", f"expected a mapping of metric -> max or min, such as {{knn_top1: max}}, got {raw!r}")
+        c.problem("objectives", f"expected a mapping of metric -> max or min, such as {{knn_top1: max}}, got {brief(raw)}")
         return {}
     out = {}
     for metric, mode in raw.items():
@@ -45,7 +46,7 @@ def check_objectives(c: StudyChecker, search: SearchConfig) -> dict[str, str]:
         if metric not in OBJECTIVE_METRICS:
             c.problem(path, f"unknown metric '{metric}'" + did_you_mean(str(metric), list(OBJECTIVE_METRICS)))
         elif mode not in ("max", "min"):
-            c.problem(path, f"{mode!r} must be max or min")
+            c.problem(path, f"{brief(mode)} must be max or min")
         else:
             out[metric] = mode
     if search.algorithm == "optuna-tpe" and len(raw) > 1:

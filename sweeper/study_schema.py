@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from s3l_core.config import DEPTHS, METHOD_NAMES, Stage, TrialConfig
+from s3l_core.quoting import brief
 from sweeper.uris import credentials_problem
 
 # ------------------------------------------------------------------------------ constants
@@ -65,7 +66,7 @@ def is_int(v: Any) -> bool:
 def _int_check(minimum: int) -> Check:
     def check(v: Any) -> str | None:
         if not is_int(v):
-            return f"{v!r} is not an integer"
+            return f"{brief(v)} is not an integer"
         return None if v >= minimum else f"{v} must be >= {minimum}"
     return check
 
@@ -73,7 +74,7 @@ def _int_check(minimum: int) -> Check:
 def _number_check(*, gt: float | None = None, ge: float | None = None) -> Check:
     def check(v: Any) -> str | None:
         if not is_number(v):
-            return f"{v!r} is not a number"
+            return f"{brief(v)} is not a number"
         if gt is not None and not v > gt:
             return f"{v} must be > {gt:g}"
         if ge is not None and not v >= ge:
@@ -87,7 +88,7 @@ def _enum_check(options: tuple[str, ...]) -> Check:
         if v in options and isinstance(v, str):
             return None
         close = difflib.get_close_matches(v, options, n=1, cutoff=0.6) if isinstance(v, str) else []
-        return f"{v!r} is not one of {', '.join(options)}" + (f" (did you mean '{close[0]}'?)" if close else "")
+        return f"{brief(v)} is not one of {', '.join(options)}" + (f" (did you mean '{close[0]}'?)" if close else "")
     return check
 
 
@@ -96,7 +97,7 @@ def _text_check(*, optional: bool = False, nonempty: bool = True) -> Check:
         if v is None and optional:
             return None
         if not isinstance(v, str):
-            return f"{v!r} is not a string" + (" or null" if optional else "")
+            return f"{brief(v)} is not a string" + (" or null" if optional else "")
         if "\0" in v:
             return "contains a NUL byte"
         return "must not be empty" if nonempty and not v.strip() else None
@@ -116,9 +117,9 @@ def _location_check(v: Any) -> str | None:
             return with_credentials  # before any message that would echo the URI
         scheme, _, rest = v.partition("://")
         if scheme not in URI_SCHEMES:
-            return f"{v!r}: unknown object-store scheme {scheme!r}; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"
+            return f"{brief(v)}: unknown object-store scheme {brief(scheme)}; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"
         if not rest.split("?", 1)[0].strip("/"):
-            return f"{v!r} names no bucket; write {scheme}://BUCKET/PREFIX"
+            return f"{brief(v)} names no bucket; write {scheme}://BUCKET/PREFIX"
     return problem
 
 
@@ -132,28 +133,28 @@ LOGGERS: dict[str, tuple[str, str]] = {
 
 def _loggers_check(v: Any) -> str | None:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        return f"expected a list of logger names such as [tensorboard, mlflow], got {v!r}"
+        return f"expected a list of logger names such as [tensorboard, mlflow], got {brief(v)}"
     import importlib.util
 
     for name in v:
         if name not in LOGGERS:
             close = difflib.get_close_matches(name, list(LOGGERS), n=1)
-            return f"unknown logger {name!r}; known: {', '.join(LOGGERS)}" + (f" (did you mean '{close[0]}'?)" if close else "")
+            return f"unknown logger {brief(name)}; known: {', '.join(LOGGERS)}" + (f" (did you mean '{close[0]}'?)" if close else "")
         package, extra = LOGGERS[name]
         if importlib.util.find_spec(package) is None:  # looked up, not imported: validation stays fast
-            return f"logger {name!r} needs the {package} package, which is not installed: pip install '{extra}'"
+            return f"logger {brief(name)} needs the {package} package, which is not installed: pip install '{extra}'"
     if len(set(v)) != len(v):
-        return f"{v!r} lists a logger twice"
+        return f"{brief(v)} lists a logger twice"
     return None
 
 
 def _name_check(v: Any) -> str | None:
     if not isinstance(v, str):
-        return f"{v!r} is not a string"
+        return f"{brief(v)} is not a string"
     if NAME_PATTERN.fullmatch(v):
         return None
     return (
-        f"{v!r} is not a valid study name: use letters, digits, '_', '.' and '-', starting with a letter "
+        f"{brief(v)} is not a valid study name: use letters, digits, '_', '.' and '-', starting with a letter "
         "or digit, at most 100 characters (it names directories under storage and report)"
     )
 

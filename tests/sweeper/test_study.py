@@ -379,3 +379,40 @@ def test_a_finetune_objective_needs_finetuning(tmp_path: Path) -> None:
     assert problem.key_path == "objectives.finetune_top1" and "trial.eval.finetune" in problem.message
     path.write_text(VALID.replace("objectives: {knn_top1: max}", "objectives: {finetune_top1: max}").replace("trial: {epochs: 2}", "trial: {epochs: 2, eval: {finetune: {epochs: 1}}}"))
     assert load_study(path, cluster_resources=CPU_ONLY).objectives == {"finetune_top1": "max"}
+
+
+# A 1.3 KB text, as /etc/passwd is: what a study symlinked to another file may read as one long string.
+PASSWD_LIKE = "\n".join(f"user{i}:x:{1000 + i}:{1000 + i}:User {i} SECRET-LINE-{i}:/home/user{i}:/bin/bash" for i in range(20)) + "\n"
+LONG_TEXT = " ".join(f"SECRET-WORD-{i}" for i in range(120))  # one value of 1.7 KB, on one line
+
+
+@pytest.mark.parametrize("case", ["symlink to a text file", "the whole file one string", "long section value", "long trial value",
+                                  "long name", "long dataset", "long invalid scalar"])
+def test_no_error_line_quotes_file_contents_beyond_the_value_at_fault(case: str, tmp_path: Path, capsys):
+    """An error names the key and value at fault and, for a long value, only its first characters and
+    its length: never kilobytes of a file (a study symlinked to /etc/passwd was quoted whole)."""
+    from sweeper.cli import main
+
+    texts = {
+        "the whole file one string": PASSWD_LIKE,
+        "long section value": f"name: bad\ndataset: fashion-mnist-sample\nobjectives: {{knn_top1: max}}\nsearch: {LONG_TEXT}\n",
+        "long trial value": f"name: bad\ndataset: fashion-mnist-sample\nobjectives: {{knn_top1: max}}\ntrial: {{epochs: {LONG_TEXT}}}\n",
+        "long name": f"name: {LONG_TEXT}\ndataset: fashion-mnist-sample\nobjectives: {{knn_top1: max}}\n",
+        "long dataset": f"name: bad\ndataset: {LONG_TEXT}\nobjectives: {{knn_top1: max}}\n",
+        "long invalid scalar": f"name: bad\ndataset: fashion-mnist-sample\nobjectives: {{knn_top1: max}}\n"
+                               f"trial: {{epochs: !!int '{LONG_TEXT}'}}\n",
+    }
+    if case == "symlink to a text file":
+        target = tmp_path / "passwd"
+        target.write_text(PASSWD_LIKE)
+        path = tmp_path / "study.yaml"
+        path.symlink_to(target)
+    else:
+        path = _write(tmp_path, texts[case])
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith(f"error: {path}:") for line in lines), err
+    assert all(len(line) < 400 for line in lines), [len(line) for line in lines]
+    quoted = re.findall(r"SECRET-(?:LINE|WORD)-\d+", err)
+    assert len(quoted) <= 3, quoted  # at most the first characters of the value at fault
