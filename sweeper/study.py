@@ -16,7 +16,9 @@ from pathlib import Path
 from s3l_core.config import did_you_mean
 from sweeper.study_checker import StudyChecker
 from sweeper.study_model import ClusterConfig, Study, StudyError
-from sweeper.study_run_checks import check_budget, check_failure, check_objectives, check_resources, check_scheduler, check_search
+from sweeper.study_run_checks import (
+    check_budget, check_failure, check_locations, check_objectives, check_resources, check_scheduler, check_search,
+)
 from sweeper.study_schema import TOP_LEVEL_KEYS
 from sweeper.study_space_checks import check_grid_combinations, check_seeds, check_space, check_trial_count
 from sweeper.study_trial_checks import check_dataset_key, check_effects, check_trial, check_upsampling
@@ -76,6 +78,7 @@ def _validate(c: StudyChecker) -> Study | None:
     cluster = ClusterConfig(c.value("cluster.address", c.section("cluster")))
     storage = c.value("storage", c.data)
     report = c.value("report", c.data)
+    check_locations(c, storage, report)
     loggers = c.value("loggers", c.data)
     check_trial_count(c, space, seeds, search)
     if not c.problems and search.algorithm == "grid":

@@ -225,8 +225,8 @@ STUDY_KEYS: list[KeyDoc] = [
     KeyDoc("storage", "string", "runs/", "a local path (on a cluster, one mounted on every node), or an object-store URI: "
            "`s3://bucket/prefix`, `gs://...` (docs/cluster.md)",
            "Where results, checkpoints and the resolved study are stored.", _location_check),
-    KeyDoc("report", "string", "reports/", "a local path, or an object-store URI", "Where the HTML report is written (built on the driver).",
-           _location_check),
+    KeyDoc("report", "string", "reports/", "a local path, or an object-store URI; not `storage`, nor a folder inside it or holding it",
+           "Where the HTML report is written (built on the driver).", _location_check),
     KeyDoc("loggers", "list of strings", ["tensorboard"], "tensorboard, wandb, mlflow; wandb and mlflow need their extra "
            "(`pip install 's3l-sweep[mlflow]'`); `[]` for none",
            "Experiment trackers fed with every trial's reports through Ray Tune's integrations (tensorboard event files "
