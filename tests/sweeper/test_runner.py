@@ -20,8 +20,9 @@ def test_trials_a_killed_driver_left_running_in_optuna_are_marked_failed(tmp_pat
     _fail_abandoned_optuna_trials(storage, "not-created-yet")  # first run: nothing to do, no error
 
 
-def run_with_fake_ray(study, monkeypatch) -> tuple[object, list[dict]]:
-    """run_study with Ray's connection and Tuner faked: (its summary, the points it launched)."""
+def run_with_fake_ray(study, monkeypatch, tables: bool = False) -> tuple[object, list[dict]]:
+    """run_study with Ray's connection and Tuner faked: (its summary, the points it launched);
+    `tables`: the results table is built from the store's records (else it is empty)."""
     import pandas as pd
     import ray
 
@@ -42,7 +43,10 @@ def run_with_fake_ray(study, monkeypatch) -> tuple[object, list[dict]]:
     monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(runner, "make_eta", lambda *args, **kwargs: None)
     monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(param_space))
-    monkeypatch.setattr(runner, "_finish", lambda store, state, report_dir: (pd.DataFrame(), None))
+    from sweeper.results import results_frame
+
+    finish = lambda store, state, report_dir: (results_frame(store.records()) if tables else pd.DataFrame(), None)  # noqa: E731
+    monkeypatch.setattr(runner, "_finish", finish)
     summary = runner.run_study(study, report=False)
     assert ray.is_initialized() == initialized_before  # the run itself started no Ray
     return summary, launched
@@ -85,3 +89,29 @@ def test_a_study_grown_by_a_seed_runs_only_the_new_seeds_trials(tmp_path: Path, 
     summary, launched = run_with_fake_ray(grown, monkeypatch)
     assert (summary.total, summary.reused, summary.launched) == (4, 2, 2)
     assert sorted((p["resolution"], p["seed"]) for p in launched) == [(8, 1), (12, 1)]
+
+
+def test_the_summary_counts_the_hosts_finished_trials_ran_on_not_ray_node_ids(tmp_path: Path, monkeypatch):
+    """A record's node is `host:ray-node-id`, and a resumed study's second Ray on the same machine has
+    a new node id: trials on one machine, before and after a resume, ran on 1 node, not 2."""
+    import sweeper.runner as runner
+    from sweeper.plan import unique_points
+    from sweeper.store import Store, store_root
+    from sweeper.study import load_study
+    from sweeper.trainable import new_record, trial_config_for
+    from tests.sweeper.conftest import write_study
+
+    study = load_study(write_study(tmp_path, grid=[8, 10, 12]))
+    root = store_root(study)
+    store, context = Store(root), runner._context(study, root)
+    points = unique_points(study)
+
+    def record(point: dict, node: str, status: str = "finished") -> None:
+        store.write_record(new_record(point, trial_config_for(context, point), context, status, node=node))
+
+    record(points[0], "box:1a2b3c4d")
+    record(points[1], "box:9f8e7d6c")  # the same machine's Ray after a resume: a new node id
+    record(points[2], "other:11112222", "failed")  # not a finished trial: not counted
+    assert run_with_fake_ray(study, monkeypatch, tables=True)[0].nodes == 1
+    record(points[2], "other:11112222")
+    assert run_with_fake_ray(study, monkeypatch, tables=True)[0].nodes == 2
