@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from s3l_core.dataset_catalog import check_dataset_name
+from s3l_core.quoting import brief
 from s3l_core.recipes import RECIPES, head_sizes
 
 METHOD_NAMES = ("simclr", "moco_v2", "byol", "simsiam", "supervised")
@@ -24,6 +25,11 @@ DEPTHS = (10, 18, 34, 50)
 STEMS = ("auto", "cifar", "imagenet")
 OPTIMIZERS = ("sgd", "lars")
 DEFAULT_EPOCHS = 50
+# Upper limits of the run length and batch, generous for small-scale studies (ImageNet SimCLR runs
+# 1,000 epochs at batch 4,096) yet far below what would mean a mistyped value (`epochs: 1e23`).
+MAX_EPOCHS = 10_000
+MAX_STEPS = 100_000_000
+MAX_BATCH_SIZE = 65_536
 LR_REFERENCE_BATCH = 256  # optimizer.lr is the rate at this batch; the trainer scales it linearly
 
 
@@ -256,7 +262,7 @@ def _build(cls: type, data: Any, path: str, problems: list[ConfigProblem]) -> An
 
 
 def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    return f"{brief(value)} ({type(value).__name__})"
 
 
 def _coerce(tp: Any, value: Any, path: str, problems: list[ConfigProblem]) -> Any:
@@ -326,7 +332,9 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
     need(c.backbone.stages in (3, 4), "backbone.stages", f"{c.backbone.stages} must be 3 or 4")
     need(0 < c.data_fraction <= 1, "data_fraction", f"{c.data_fraction} must be in (0, 1]")
     need(c.epochs is None or c.epochs >= 1, "epochs", f"{c.epochs} must be a positive integer")
+    need(c.epochs is None or c.epochs <= MAX_EPOCHS, "epochs", _over_limit(c.epochs, MAX_EPOCHS, "epochs"))
     need(c.steps is None or c.steps >= 1, "steps", f"{c.steps} must be a positive integer")
+    need(c.steps is None or c.steps <= MAX_STEPS, "steps", _over_limit(c.steps, MAX_STEPS, "steps"))
     need(c.epochs is None or c.steps is None, "steps", "give the run length as epochs or as steps, not both")
     need(c.backbone.stem in STEMS, "backbone.stem", f"'{c.backbone.stem}' is not one of {', '.join(STEMS)}")
     need(c.image_size is None or 8 <= c.image_size <= 1024, "image_size", f"{c.image_size} must be an integer in 8..1024")
@@ -336,6 +344,7 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
         "only an imagefolder: dataset has a cache size; built-in datasets keep their native size",
     )
     need(c.batch_size >= 2, "batch_size", f"{c.batch_size} must be at least 2")
+    need(c.batch_size <= MAX_BATCH_SIZE, "batch_size", _over_limit(c.batch_size, MAX_BATCH_SIZE, "images per step"))
     need(c.seed >= 0, "seed", f"{c.seed} must be >= 0")
     o = c.optimizer
     need(o.name is None or o.name in OPTIMIZERS, "optimizer.name", f"'{o.name}' is not one of {', '.join(OPTIMIZERS)}")
@@ -359,6 +368,7 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
     need(0 < c.eval.val_fraction <= 0.5, "eval.val_fraction", f"{c.eval.val_fraction} must be in (0, 0.5]")
     if c.eval.finetune is not None:
         need(c.eval.finetune.epochs >= 1, "eval.finetune.epochs", f"{c.eval.finetune.epochs} must be a positive integer")
+        need(c.eval.finetune.epochs <= MAX_EPOCHS, "eval.finetune.epochs", _over_limit(c.eval.finetune.epochs, MAX_EPOCHS, "epochs"))
         need(c.eval.finetune.lr > 0, "eval.finetune.lr", f"{c.eval.finetune.lr} must be > 0")
     need(c.device == "auto" or c.device == "cpu" or c.device.startswith("cuda"), "device", f"'{c.device}' is not auto, cpu or cuda[:N]")
     if isinstance(c.resolution, int):
@@ -373,15 +383,29 @@ def _check_ranges(c: TrialConfig) -> list[ConfigProblem]:
                 given, total = getattr(c, unit), sum(int(getattr(s, unit) or 0) for s in c.resolution)
                 if given is not None and given != total:
                     p.append(ConfigProblem(unit, f"the stages add up to {total} {'epochs' if c.resolution[0].epochs else 'steps'}, but {unit} is {given}"))
+                limit = MAX_EPOCHS if unit == "epochs" else MAX_STEPS
+                if given is None and getattr(c.resolution[0], unit) is not None and total > limit:
+                    p.append(ConfigProblem("resolution", f"the stages add up to {total:,} {unit}, more than the {limit:,} allowed"))
         for i, s in enumerate(c.resolution):
             need(1 <= s.resolution <= 1024, f"resolution[{i}].resolution", f"{s.resolution} must be a positive integer up to 1024")
             need(s.epochs is None or s.epochs >= 1, f"resolution[{i}].epochs", f"{s.epochs} must be a positive integer")
+            need(s.epochs is None or s.epochs <= MAX_EPOCHS, f"resolution[{i}].epochs", _over_limit(s.epochs, MAX_EPOCHS, "epochs"))
             need(s.steps is None or s.steps >= 1, f"resolution[{i}].steps", f"{s.steps} must be a positive integer")
+            need(s.steps is None or s.steps <= MAX_STEPS, f"resolution[{i}].steps", _over_limit(s.steps, MAX_STEPS, "steps"))
             need(s.fraction is None or 0 < s.fraction <= 1, f"resolution[{i}].fraction", f"{s.fraction} must be in (0, 1]")
         fractions = [s.fraction for s in c.resolution if s.fraction is not None]
         if fractions and len(fractions) == len(c.resolution) and abs(sum(fractions) - 1) > 1e-6:
             p.append(ConfigProblem("resolution", f"stage fractions sum to {sum(fractions):g}, not 1"))
     return p
+
+
+def _over_limit(value: int | None, limit: int, unit: str) -> str:
+    """`value` is beyond `limit`, written so that a mistyped 1e23 reads as 1e+23, not as 24 digits
+    (built for every check, as `need` takes its message: '' for a value not given)."""
+    if value is None:
+        return ""
+    shown = f"{value:,}" if value < 10**12 else f"{value:.3g}"
+    return f"{shown} is more than the {limit:,} {unit} allowed"
 
 
 def resolve_recipe(c: TrialConfig) -> TrialConfig:

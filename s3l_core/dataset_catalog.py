@@ -10,6 +10,8 @@ import difflib
 import pathlib
 from dataclasses import dataclass
 
+from s3l_core.quoting import brief
+
 
 @dataclass(frozen=True)
 class DatasetShape:
@@ -61,15 +63,15 @@ def check_dataset_name(name: str) -> str | None:
     if name.startswith(IMAGEFOLDER_PREFIX):
         path = name[len(IMAGEFOLDER_PREFIX) :]
         if not path:
-            return f"dataset {name!r} names no folder; write imagefolder:/path/with/train_and_val"
+            return f"dataset {brief(name)} names no folder; write imagefolder:/path/with/train_and_val"
         if not pathlib.Path(path).expanduser().is_dir():
-            return f"dataset {name!r}: folder {path} does not exist"
+            return f"dataset {brief(name)}: folder {path} does not exist"
         return None
     if name in DATASET_NAMES:
         return None
     close = difflib.get_close_matches(name, DATASET_NAMES + (IMAGEFOLDER_PREFIX + "PATH",), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown dataset {name!r}; {hint}known: {', '.join(DATASET_NAMES)}, imagefolder:PATH"
+    return f"unknown dataset {brief(name)}; {hint}known: {', '.join(DATASET_NAMES)}, imagefolder:PATH"
 
 
 def imagefolder_class_problem(root: pathlib.Path) -> str | None:

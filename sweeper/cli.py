@@ -106,8 +106,8 @@ class UserFacingError(Exception):
     """A one-line problem the user can fix (a locked store, an unknown store dir ...)."""
 
 
-def _load(path: Path) -> Study:
-    study = load_study(path)
+def _load(path: Path, check_cost: bool = False) -> Study:
+    study = load_study(path, check_cost=check_cost)
     for warning in study.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return study
@@ -127,7 +127,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    study = _load(study_file(args.study))  # refused before torch is imported
+    study = _load(study_file(args.study), check_cost=True)  # refused before torch is imported; then the cost ceiling
     from sweeper.estimate import render_estimate
 
     print(render_estimate(study))
@@ -138,9 +138,7 @@ def _dry_run(study: Study, storage: str | None) -> int:
     """What `run` would launch now: the study's trials less those finished in its store."""
     from sweeper.estimate import render_estimate
     from sweeper.object_store import open_store
-    from sweeper.store import StoreError, store_root
-
-    from sweeper.store import identity_problem
+    from sweeper.store import StoreError, identity_problem, store_root
 
     root = store_root(study, storage)
     try:
@@ -159,7 +157,9 @@ def _dry_run(study: Study, storage: str | None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     path = study_file(args.study)
-    study = _load(path)  # a malformed study is refused here, as fast as `validate`: before Ray or torch is imported
+    # A malformed study is refused as fast as `validate` (before Ray is imported); a trial above the
+    # cost ceiling before Ray starts.
+    study = _load(path, check_cost=True)
     from sweeper.cluster import ClusterError, available_resources, cluster_address
     from sweeper.store import StoreError
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import ray
 
+from sweeper.credentials import keep_credentials_from_ray
 from sweeper.loopback import start_local_ray
 from sweeper.store import StoreError
 from sweeper.study import Study
@@ -31,18 +33,53 @@ def connect(address: str | None) -> None:
     """Attach to a cluster, or start an embedded Ray bound to loopback with no dashboard.
 
     An unreachable address fails within seconds with one line (`ClusterError`), instead of
-    Ray's minutes of retries and its traceback.
+    Ray's minutes of retries and its traceback. Ray Tune is kept from copying the driver's AWS
+    credentials into its trials' runtime envs (`sweeper/credentials.py`: Ray logs those in plain text).
     """
+    keep_credentials_from_ray()
     if ray.is_initialized():
         return
     if not address:
-        start_local_ray(log_to_driver=True)
+        try:
+            start_local_ray(log_to_driver=True)
+        except Exception as exc:  # noqa: BLE001 (Ray raises a bare Exception for a start timeout, RuntimeError, OSError ...)
+            _shutdown_quietly()  # whatever Ray did start (its GCS, say) must not outlive the refused run
+            raise ClusterError(embedded_start_failure(exc)) from None
         return
     check_reachable(address)
     try:
         ray.init(address=address, log_to_driver=True)
     except Exception as exc:  # noqa: BLE001 (Ray raises ConnectionError, RuntimeError, AuthenticationError ...)
         raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}; {_connect_hint()}") from None
+
+
+def embedded_start_failure(exc: BaseException) -> str:
+    """One line for an embedded Ray that did not start: Ray's own first line and the likely cause."""
+    reason = _first_line(exc)
+    temp_dir = ray_temp_dir()
+    if "timed out" in reason.lower():  # Ray waits 30 s for its raylet to register with its GCS
+        load = os.getloadavg()[0]
+        cause = (f"likely cause: this machine is too busy for Ray's processes to start in time (load average {load:.1f} "
+                 f"on {os.cpu_count()} CPUs), or {temp_dir} is slow or full; run again when the load is lower, "
+                 "or attach to a running cluster with --address")
+    else:
+        cause = (f"likely cause: Ray's temp folder {temp_dir} (RAY_TMPDIR, else TMPDIR, else /tmp) is not writable, is full, "
+                 "or its path is too long for Ray's sockets (107 bytes); set RAY_TMPDIR to a short writable folder, "
+                 "or attach to a running cluster with --address")
+    return f"cannot start the embedded Ray on 127.0.0.1: {reason}; {cause}"
+
+
+def ray_temp_dir() -> str:
+    """Where Ray puts its sessions, by Ray's own rule (`ray._common.utils.get_default_ray_temp_dir`)."""
+    base = os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None) or "/tmp"
+    return os.path.join(base, "ray")
+
+
+def _shutdown_quietly() -> None:
+    try:
+        ray.shutdown()
+    except Exception:  # noqa: BLE001 (the start error is the one to report)
+        pass
 
 
 def check_reachable(address: str) -> None:

@@ -22,6 +22,7 @@ from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_tria
 from sweeper.results import schedule_label
 from sweeper.plan import is_sampled, pending_points, unique_points
 from sweeper.space import random_points
+from sweeper.study_cost_checks import corner_points
 from sweeper.study_model import ENUMERATED, Study
 
 MEAN_DRAWS = 256  # uniform draws averaged for an Optuna study's expected trial cost
@@ -64,10 +65,6 @@ def space_lines(study: Study) -> list[str]:
     return lines
 
 
-def _candidates(spec: Any) -> tuple[Any, ...]:
-    return spec.values if spec.kind in ENUMERATED else tuple(spec.values)  # a distribution's two ends
-
-
 @dataclass(frozen=True)
 class CostRange:
     cheapest: tuple[dict[str, Any], TrialCost]
@@ -79,12 +76,7 @@ def cost_range(study: Study) -> CostRange:
     """Cheapest and dearest corner (each knob at its cheapest / dearest value with the others at
     the base trial; cost grows with each knob on its own, so the corners bound the space), and
     the mean over uniform draws of the space."""
-    base = {"seed": study.seeds[0]}
-    cheap, dear = dict(base), dict(base)
-    for key, spec in study.space.items():
-        costs = [(predicted_cost(study.trial_config({**base, key: v})).total_pflops, i, v) for i, v in enumerate(_candidates(spec))]
-        cheap[key] = min(costs)[2]
-        dear[key] = max(costs)[2]
+    cheap, dear = corner_points(study)
     draws = random_points(study, MEAN_DRAWS, study.search.seed)
     costs = [predicted_cost(study.trial_config(p)) for p in draws]
     mean = TrialCost(sum(c.train_pflops for c in costs) / len(costs), sum(c.eval_pflops for c in costs) / len(costs))

@@ -15,7 +15,8 @@ Where the endpoint and credentials come from, in the standard ways: the URI's qu
 `pyarrow.fs.FileSystem.from_uri` reads it (`?endpoint_override=127.0.0.1:9000&scheme=http`),
 else the AWS environment (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
 `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, profiles, instance roles). Every node resolves them
-itself: the URI travels to the workers, the environment does not.
+itself: the URI travels to the workers; an embedded Ray's workers inherit the driver's environment,
+an attached cluster's have their own node's (docs/cluster.md, "What travels to the workers").
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ class RunSummary:
     finished: int
     failed: int
     report: Location | None
-    nodes: int = 0  # the Ray nodes the study's finished trials ran on
+    nodes: int = 0  # the hosts (machines) the study's finished trials ran on
     answer: str | None = None  # the report's warnings, verdict and headline (its summary.txt)
 
 
@@ -328,7 +328,7 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
             raise StoreError(f"{fault}; the {kept} finished trials are kept in {store.location}: free space (or fix permissions) and `run` again to finish the study") from None
         counts = results["status"].value_counts() if len(results) else {}
         index = None if report_dir is None else report_dir / "index.html" if isinstance(report_dir, Path) else join_uri(report_dir, "index.html")
-        nodes = results.loc[results["status"] == "finished", "node"].nunique() if "node" in results else 0
+        nodes = results.loc[results["status"] == "finished", "node"].str.split(":").str[0].nunique() if "node" in results else 0
         return RunSummary(root, total, reused, launched, int(counts.get("finished", 0)), int(counts.get("failed", 0)), index, int(nodes),
                           written.answer if written else None)
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from s3l_core.config import did_you_mean
 from sweeper.study_checker import StudyChecker
 from sweeper.study_model import ClusterConfig, Study, StudyError
-from sweeper.study_run_checks import check_budget, check_failure, check_objectives, check_resources, check_scheduler, check_search
+from sweeper.study_run_checks import (
+    check_budget, check_failure, check_locations, check_objectives, check_resources, check_scheduler, check_search,
+)
 from sweeper.study_schema import TOP_LEVEL_KEYS
 from sweeper.study_space_checks import check_grid_combinations, check_seeds, check_space, check_trial_count
 from sweeper.study_trial_checks import check_dataset_key, check_effects, check_trial, check_upsampling
@@ -27,17 +29,22 @@ from sweeper.study_yaml import load_yaml
 __all__ = ["Study", "StudyError", "load_study"]
 
 
-def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None = None) -> Study:
+def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None = None, check_cost: bool = False) -> Study:
     """Load and validate a study file; raise `StudyError` with every problem found.
 
     `cluster_resources` (Ray's `{"CPU": 2, "GPU": 0}`) adds a check that one trial fits the
-    cluster. Warnings (e.g. upsampling) are returned on `Study.warnings`.
+    cluster; `check_cost` one that no trial is predicted above the cost ceiling
+    (`sweeper/study_cost_checks.py`; it imports torch). Warnings (e.g. upsampling) are returned on `Study.warnings`.
     """
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise StudyError(doc.problems)
     checker = StudyChecker(str(path), doc, cluster_resources)
     study = _validate(checker)
+    if study is not None and check_cost:
+        from sweeper.study_cost_checks import check_trial_cost
+
+        check_trial_cost(checker, study)
     problems = list(doc.problems)
     for p in checker.problems:  # a value already rejected while loading is not reported twice
         if p in problems or any(p.key_path == r or p.key_path.startswith((r + ".", r + "[")) for r in doc.rejected if r):
@@ -71,6 +78,7 @@ def _validate(c: StudyChecker) -> Study | None:
     cluster = ClusterConfig(c.value("cluster.address", c.section("cluster")))
     storage = c.value("storage", c.data)
     report = c.value("report", c.data)
+    check_locations(c, storage, report)
     loggers = c.value("loggers", c.data)
     check_trial_count(c, space, seeds, search)
     if not c.problems and search.algorithm == "grid":

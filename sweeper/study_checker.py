@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from s3l_core.config import did_you_mean
+from s3l_core.quoting import brief
 from sweeper.study_schema import KEY_BY_PATH, REQUIRED, SECTIONS
 from sweeper.study_yaml import StudyProblem, YamlDocument
 
@@ -44,7 +45,7 @@ class StudyChecker:
         if not isinstance(value, dict):
             keys = SECTIONS.get(name)
             hint = f" with keys {', '.join(keys)}" if keys else ""
-            self.problem(name, f"expected a mapping{hint}, got {value!r}")
+            self.problem(name, f"expected a mapping{hint}, got {brief(value)}")
             return {}
         if name in SECTIONS:
             for key in value:

@@ -1,13 +1,19 @@
-"""Checks of how a study runs: `search`, `objectives`, `scheduler`, `resources`, `budget` and
-`failure`, and how they fit together (an ASHA objective, a GPU budget for GPU trials)."""
+"""Checks of how a study runs: `search`, `objectives`, `scheduler`, `resources`, `budget`,
+`failure` and where it writes (`storage`, `report`), and how they fit together (an ASHA
+objective, a GPU budget for GPU trials, a report folder apart from the stores)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from s3l_core.config import TrialConfig, did_you_mean
+from s3l_core.quoting import brief
 from sweeper.study_checker import StudyChecker
 from sweeper.study_model import Budget, FailureConfig, Resources, SchedulerConfig, SearchConfig
 from sweeper.study_schema import EPOCH_METRICS, OBJECTIVE_METRICS, is_int, is_number
 from sweeper.study_space_checks import MAX_SEED
+from sweeper.uris import display_uri, is_uri, local_path_of
 
 MAX_RETRIES = 10  # a trial that failed this often will fail again
 
@@ -37,7 +43,7 @@ def check_objectives(c: StudyChecker, search: SearchConfig) -> dict[str, str]:
         c.problem("objectives", "is required, e.g. {knn_top1: max, train_pflops: min}")
         return {}
     if not isinstance(raw, dict) or not raw:
-        c.problem("objectives", f"expected a mapping of metric -> max or min, such as {{knn_top1: max}}, got {raw!r}")
+        c.problem("objectives", f"expected a mapping of metric -> max or min, such as {{knn_top1: max}}, got {brief(raw)}")
         return {}
     out = {}
     for metric, mode in raw.items():
@@ -45,7 +51,7 @@ def check_objectives(c: StudyChecker, search: SearchConfig) -> dict[str, str]:
         if metric not in OBJECTIVE_METRICS:
             c.problem(path, f"unknown metric '{metric}'" + did_you_mean(str(metric), list(OBJECTIVE_METRICS)))
         elif mode not in ("max", "min"):
-            c.problem(path, f"{mode!r} must be max or min")
+            c.problem(path, f"{brief(mode)} must be max or min")
         else:
             out[metric] = mode
     if search.algorithm == "optuna-tpe" and len(raw) > 1:
@@ -104,3 +110,35 @@ def check_failure(c: StudyChecker) -> FailureConfig:
         c.problem("failure.max_retries", f"{retries} retries: at most {MAX_RETRIES} (crashes are retried; config and data errors fail at once)")
         retries = MAX_RETRIES
     return FailureConfig(retries)
+
+
+def check_locations(c: StudyChecker, storage: str | None, report: str | None) -> None:
+    """`report:` apart from `storage:`: the report of a study goes to `<report>/<name>/` and its
+    store to `<storage>/<name>/`, so the same folder would put each report into its own study's store,
+    and a report folder inside the storage folder (or holding it) mixes reports and stores, and a
+    report named like a study is written into that study's store."""
+    if not isinstance(storage, str) or not isinstance(report, str):
+        return  # an invalid value is reported at its own line
+    stores, reports = _location_parts(storage), _location_parts(report)
+    if stores == reports:
+        c.problem("report", f"{_shown(report)} is the storage folder too: each study's report would be written into its store "
+                  "(<storage>/<name>/); write reports elsewhere, e.g. reports/")
+    elif reports[: len(stores)] == stores:
+        c.problem("report", f"{_shown(report)} lies inside storage {_shown(storage)}, among the study stores; "
+                  "write reports elsewhere, e.g. reports/")
+    elif stores[: len(reports)] == reports:
+        c.problem("report", f"{_shown(report)} holds storage {_shown(storage)}: the study stores would lie inside the report folder; "
+                  "write reports elsewhere, e.g. reports/")
+
+
+def _location_parts(location: str) -> tuple[str, ...]:
+    """A location as comparable parts: the scheme, the bucket and the path's folders (no query) of a URI;
+    'file' and the resolved path's folders of a local path, resolved as the store's own folder is."""
+    if is_uri(location):
+        parts = urlsplit(location)
+        return (parts.scheme, parts.netloc, *(name for name in parts.path.split("/") if name))
+    return ("file", *Path(local_path_of(location)).resolve().parts)
+
+
+def _shown(location: str) -> str:
+    return brief(display_uri(location) if is_uri(location) else location)

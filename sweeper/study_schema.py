@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from s3l_core.config import DEPTHS, METHOD_NAMES, Stage, TrialConfig
+from s3l_core.quoting import brief
 from sweeper.uris import credentials_problem
 
 # ------------------------------------------------------------------------------ constants
@@ -65,7 +66,7 @@ def is_int(v: Any) -> bool:
 def _int_check(minimum: int) -> Check:
     def check(v: Any) -> str | None:
         if not is_int(v):
-            return f"{v!r} is not an integer"
+            return f"{brief(v)} is not an integer"
         return None if v >= minimum else f"{v} must be >= {minimum}"
     return check
 
@@ -73,7 +74,7 @@ def _int_check(minimum: int) -> Check:
 def _number_check(*, gt: float | None = None, ge: float | None = None) -> Check:
     def check(v: Any) -> str | None:
         if not is_number(v):
-            return f"{v!r} is not a number"
+            return f"{brief(v)} is not a number"
         if gt is not None and not v > gt:
             return f"{v} must be > {gt:g}"
         if ge is not None and not v >= ge:
@@ -87,7 +88,7 @@ def _enum_check(options: tuple[str, ...]) -> Check:
         if v in options and isinstance(v, str):
             return None
         close = difflib.get_close_matches(v, options, n=1, cutoff=0.6) if isinstance(v, str) else []
-        return f"{v!r} is not one of {', '.join(options)}" + (f" (did you mean '{close[0]}'?)" if close else "")
+        return f"{brief(v)} is not one of {', '.join(options)}" + (f" (did you mean '{close[0]}'?)" if close else "")
     return check
 
 
@@ -96,7 +97,7 @@ def _text_check(*, optional: bool = False, nonempty: bool = True) -> Check:
         if v is None and optional:
             return None
         if not isinstance(v, str):
-            return f"{v!r} is not a string" + (" or null" if optional else "")
+            return f"{brief(v)} is not a string" + (" or null" if optional else "")
         if "\0" in v:
             return "contains a NUL byte"
         return "must not be empty" if nonempty and not v.strip() else None
@@ -116,9 +117,9 @@ def _location_check(v: Any) -> str | None:
             return with_credentials  # before any message that would echo the URI
         scheme, _, rest = v.partition("://")
         if scheme not in URI_SCHEMES:
-            return f"{v!r}: unknown object-store scheme {scheme!r}; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"
+            return f"{brief(v)}: unknown object-store scheme {brief(scheme)}; use a local path or one of {', '.join(s + '://' for s in URI_SCHEMES)}"
         if not rest.split("?", 1)[0].strip("/"):
-            return f"{v!r} names no bucket; write {scheme}://BUCKET/PREFIX"
+            return f"{brief(v)} names no bucket; write {scheme}://BUCKET/PREFIX"
     return problem
 
 
@@ -132,28 +133,28 @@ LOGGERS: dict[str, tuple[str, str]] = {
 
 def _loggers_check(v: Any) -> str | None:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        return f"expected a list of logger names such as [tensorboard, mlflow], got {v!r}"
+        return f"expected a list of logger names such as [tensorboard, mlflow], got {brief(v)}"
     import importlib.util
 
     for name in v:
         if name not in LOGGERS:
             close = difflib.get_close_matches(name, list(LOGGERS), n=1)
-            return f"unknown logger {name!r}; known: {', '.join(LOGGERS)}" + (f" (did you mean '{close[0]}'?)" if close else "")
+            return f"unknown logger {brief(name)}; known: {', '.join(LOGGERS)}" + (f" (did you mean '{close[0]}'?)" if close else "")
         package, extra = LOGGERS[name]
         if importlib.util.find_spec(package) is None:  # looked up, not imported: validation stays fast
-            return f"logger {name!r} needs the {package} package, which is not installed: pip install '{extra}'"
+            return f"logger {brief(name)} needs the {package} package, which is not installed: pip install '{extra}'"
     if len(set(v)) != len(v):
-        return f"{v!r} lists a logger twice"
+        return f"{brief(v)} lists a logger twice"
     return None
 
 
 def _name_check(v: Any) -> str | None:
     if not isinstance(v, str):
-        return f"{v!r} is not a string"
+        return f"{brief(v)} is not a string"
     if NAME_PATTERN.fullmatch(v):
         return None
     return (
-        f"{v!r} is not a valid study name: use letters, digits, '_', '.' and '-', starting with a letter "
+        f"{brief(v)} is not a valid study name: use letters, digits, '_', '.' and '-', starting with a letter "
         "or digit, at most 100 characters (it names directories under storage and report)"
     )
 
@@ -224,8 +225,8 @@ STUDY_KEYS: list[KeyDoc] = [
     KeyDoc("storage", "string", "runs/", "a local path (on a cluster, one mounted on every node), or an object-store URI: "
            "`s3://bucket/prefix`, `gs://...` (docs/cluster.md)",
            "Where results, checkpoints and the resolved study are stored.", _location_check),
-    KeyDoc("report", "string", "reports/", "a local path, or an object-store URI", "Where the HTML report is written (built on the driver).",
-           _location_check),
+    KeyDoc("report", "string", "reports/", "a local path, or an object-store URI; not `storage`, nor a folder inside it or holding it",
+           "Where the HTML report is written (built on the driver).", _location_check),
     KeyDoc("loggers", "list of strings", ["tensorboard"], "tensorboard, wandb, mlflow; wandb and mlflow need their extra "
            "(`pip install 's3l-sweep[mlflow]'`); `[]` for none",
            "Experiment trackers fed with every trial's reports through Ray Tune's integrations (tensorboard event files "
@@ -254,17 +255,19 @@ _TRIAL_DOCS: dict[str, tuple[str, str]] = {  # dotted trial key -> (allowed, mea
                    "Pre-training input size in pixels, or stages such as `[{resolution: 14, fraction: 0.8}, "
                    "{resolution: 28, fraction: 0.2}]`."),
     "resolution[].resolution": ("1-1024", "Input size of one stage."),
-    "resolution[].epochs": ("an integer >= 1; every stage gives epochs, every stage steps, or every stage fraction",
+    "resolution[].epochs": ("an integer 1-10,000 (the stages' sum too); every stage gives epochs, every stage steps, "
+                            "or every stage fraction",
                             "Epochs of this stage; the stages' epochs set the run length."),
-    "resolution[].steps": ("an integer >= 1", "Optimiser steps of this stage; the stages' steps set the run length."),
+    "resolution[].steps": ("an integer 1-100,000,000 (the stages' sum too)",
+                           "Optimiser steps of this stage; the stages' steps set the run length."),
     "resolution[].fraction": ("in (0, 1]; the fractions sum to 1",
                               "Share of the run length (`trial.epochs` or `trial.steps`) spent in this stage."),
-    "epochs": ("null, or >= 1; not with steps", "Pre-training length in passes over the pre-training subset (null and no "
+    "epochs": ("null, or 1-10,000; not with steps", "Pre-training length in passes over the pre-training subset (null and no "
                "steps: 50)."),
-    "steps": ("null, or >= 1; not with epochs",
+    "steps": ("null, or 1-100,000,000; not with epochs",
               "Pre-training length in optimiser steps, to compare data fractions at equal steps or equal compute."),
     "data_fraction": ("in (0, 1]", "Stratified, seeded share of the training split used for pre-training."),
-    "batch_size": (">= 2", "Images per step (each seen in two views)."),
+    "batch_size": ("2-65,536", "Images per step (each seen in two views)."),
     "optimizer.name": ("null, sgd, lars", "Optimiser; null takes the method's reference (lars for simclr and byol, else sgd)."),
     "optimizer.lr": ("null, or > 0",
                      "Learning rate per 256 images, scaled linearly to the batch used; null takes the method's reference. "
@@ -293,7 +296,7 @@ _TRIAL_DOCS: dict[str, tuple[str, str]] = {  # dotted trial key -> (allowed, mea
     "eval.bn_recalibrate": ("true, false", "Re-estimate batch-norm statistics at the evaluation resolution before frozen evaluation."),
     "eval.finetune": ("null, or a mapping", "Fine-tune the whole network at the evaluation resolution after pre-training "
                       "(S3L's protocol); gives `finetune_top1`, its cost counted as evaluation."),
-    "eval.finetune.epochs": (">= 1", "Fine-tuning epochs over the labelled training images."),
+    "eval.finetune.epochs": ("1-10,000", "Fine-tuning epochs over the labelled training images."),
     "eval.finetune.lr": ("> 0", "Fine-tuning learning rate per 256 images (SGD, cosine)."),
     "seed": ("set it with the top-level `seeds`", "Filled in from each entry of `seeds`; do not write it under `trial`."),
     "data_dir": ("null or a path", "Folder with the dataset files; null looks in $S3L_DATA_DIR, known locations, then the cache."),

@@ -11,6 +11,7 @@ import typing
 from typing import Any, Union
 
 from s3l_core.config import ConfigError, TrialConfig, apply_overrides, did_you_mean
+from s3l_core.quoting import brief
 from sweeper.study_checker import StudyChecker, integral
 from sweeper.study_model import ENUMERATED, SearchConfig, SpaceSpec
 from sweeper.study_schema import KNOBS, LEAF_KNOBS, SPEC_KINDS, is_int, is_number
@@ -27,13 +28,13 @@ def check_seeds(c: StudyChecker) -> tuple[int, ...]:
         return (0,)
     seeds = c.data["seeds"]
     if not isinstance(seeds, list) or not seeds:
-        c.problem("seeds", f"expected a non-empty list of seeds such as [0, 1, 2], got {seeds!r}")
+        c.problem("seeds", f"expected a non-empty list of seeds such as [0, 1, 2], got {brief(seeds)}")
         return (0,)
     ok = True
     seeds = [integral(s) for s in seeds]
     for i, s in enumerate(seeds):
         if not is_int(s) or not 0 <= s <= MAX_SEED:
-            c.problem(f"seeds[{i}]", f"{s!r} is not an integer from 0 to {MAX_SEED}")
+            c.problem(f"seeds[{i}]", f"{brief(s)} is not an integer from 0 to {MAX_SEED}")
             ok = False
     for i, s in enumerate(seeds):
         if is_int(s) and seeds.index(s) != i:
@@ -48,7 +49,7 @@ def check_space(c: StudyChecker, base: dict[str, Any], search: SearchConfig) -> 
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        c.problem("space", f"expected a mapping of dotted trial keys to grids or distributions, got {raw!r}")
+        c.problem("space", f"expected a mapping of dotted trial keys to grids or distributions, got {brief(raw)}")
         return {}
     space: dict[str, SpaceSpec] = {}
     for knob, entry in raw.items():
@@ -81,7 +82,7 @@ def parse_spec(c: StudyChecker, path: str, entry: Any) -> SpaceSpec | None:
         c.problem(path, f"expected one of {SPEC_FORMS}, got a bare list (did you mean {{grid: {json.dumps(entry)}}}?)")
         return None
     if not isinstance(entry, dict):
-        c.problem(path, f"expected one of {SPEC_FORMS}, got {entry!r}; a fixed value belongs under trial:")
+        c.problem(path, f"expected one of {SPEC_FORMS}, got {brief(entry)}; a fixed value belongs under trial:")
         return None
     unknown = [k for k in entry if k not in SPEC_KINDS]
     for k in unknown:
@@ -95,7 +96,7 @@ def parse_spec(c: StudyChecker, path: str, entry: Any) -> SpaceSpec | None:
     kpath = f"{path}.{kind}"
     if kind in ENUMERATED:
         if not isinstance(values, list):
-            c.problem(kpath, f"expected a list of values, got {values!r}")
+            c.problem(kpath, f"expected a list of values, got {brief(values)}")
             return None
         if not values:
             c.problem(kpath, f"the {kind} is empty: list at least one value")
@@ -106,15 +107,15 @@ def parse_spec(c: StudyChecker, path: str, entry: Any) -> SpaceSpec | None:
 
 def _parse_range(c: StudyChecker, kind: str, kpath: str, values: Any) -> SpaceSpec | None:
     if not isinstance(values, list) or len(values) != 2:
-        c.problem(kpath, f"expected [lo, hi], got {values!r}")
+        c.problem(kpath, f"expected [lo, hi], got {brief(values)}")
         return None
     ok = True
     for i, v in enumerate(values):
         if kind == "int" and not is_int(v):
-            c.problem(f"{kpath}[{i}]", f"{v!r} is not an integer")
+            c.problem(f"{kpath}[{i}]", f"{brief(v)} is not an integer")
             ok = False
         elif not is_number(v):
-            c.problem(f"{kpath}[{i}]", f"{v!r} is not a number")
+            c.problem(f"{kpath}[{i}]", f"{brief(v)} is not a number")
             ok = False
     if not ok:
         return None
@@ -135,7 +136,7 @@ def _check_values(c: StudyChecker, base: dict[str, Any], knob: str, path: str, s
         vpath = f"{path}.{spec.kind}[{i}]"
         canonical = json.dumps(v, sort_keys=True, default=str)
         if canonical in seen:
-            c.problem(vpath, f"{v!r} is listed twice (also at [{seen[canonical]}])")
+            c.problem(vpath, f"{brief(v)} is listed twice (also at [{seen[canonical]}])")
             ok = False
             continue
         seen[canonical] = i

@@ -10,6 +10,7 @@ from typing import Any
 from s3l_core.config import ConfigError, TrialConfig
 from s3l_core.dataset_catalog import BUILTIN_SHAPES, IMAGEFOLDER_PREFIX, anchored_dataset_name, check_dataset_name, imagefolder_class_problem
 from s3l_core.effects import ineffective_settings
+from s3l_core.quoting import brief
 from sweeper.study_checker import StudyChecker
 from sweeper.study_model import ENUMERATED, SpaceSpec
 from sweeper.study_schema import is_int
@@ -20,7 +21,7 @@ def check_dataset_key(c: StudyChecker) -> str | None:
     if dataset is None:
         return None
     if not isinstance(dataset, str):
-        c.problem("dataset", f"{dataset!r} is not a string")
+        c.problem("dataset", f"{brief(dataset)} is not a string")
         return None
     dataset = anchored_dataset_name(dataset, Path(c.file).parent)
     message = dataset_problem(dataset)
@@ -35,7 +36,7 @@ def check_trial(c: StudyChecker, dataset: str | None) -> tuple[dict[str, Any], T
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        c.problem("trial", f"expected a mapping of trial keys, got {raw!r}")
+        c.problem("trial", f"expected a mapping of trial keys, got {brief(raw)}")
         raw = {}
     if "dataset" in raw:
         c.problem("trial.dataset", "set the dataset with the top-level `dataset` key")
@@ -71,7 +72,7 @@ def dataset_problem(dataset: str) -> str | None:
     if problem or not dataset.startswith(IMAGEFOLDER_PREFIX):
         return problem
     problem = imagefolder_class_problem(Path(dataset[len(IMAGEFOLDER_PREFIX) :]).expanduser())
-    return f"dataset {dataset!r}: {problem}" if problem else None
+    return f"dataset {brief(dataset)}: {problem}" if problem else None
 
 
 # ------------------------------------------------------------------------------ warnings

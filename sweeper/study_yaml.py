@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from s3l_core.quoting import brief
 from s3l_core.yaml12 import Yaml12Loader
 
 MAX_STUDY_BYTES = 1_000_000
@@ -214,7 +215,7 @@ class _Walker:
                 return self.constructor.construct_yaml_int(node)
             return self.constructor.construct_yaml_float(node)
         except (ValueError, TypeError, KeyError):
-            self.problem(node, path, f"'{node.value}' is not a valid {short_tag(tag)}", rejected=True)
+            self.problem(node, path, f"{brief(node.value)} is not a valid {short_tag(tag)}", rejected=True)
             return None
 
     def bad_tag(self, node: Node, path: str) -> None:
@@ -240,8 +241,12 @@ def _size(n: int) -> str:
 
 
 def _kind(value: Any) -> str:
+    """What a document that is no mapping holds, without quoting it: the document is the whole file
+    (a study symlinked to a text file is one long string)."""
     if isinstance(value, list):
         return "a list"
     if value is None:
         return "nothing"
-    return f"a single value ({value!r})"
+    if isinstance(value, str):
+        return f"a single value (text, {len(value):,} characters)"
+    return f"a single value (a {type(value).__name__})"

@@ -159,3 +159,28 @@ def test_predicted_cost_matches_what_a_trial_measures_and_the_budget_charges():
     assert predicted.eval_pflops == pytest.approx(measured["eval_pflops"], rel=0.35)
     assert predicted.train_pflops == pytest.approx(measured["train_pflops"], rel=0.35)
     assert predicted.total_pflops == pytest.approx(measured["total_pflops"], rel=0.25)
+
+
+@pytest.mark.parametrize("shape", ["grid", "base trial"])
+def test_a_trial_above_the_cost_ceiling_is_refused_by_estimate_and_run_with_its_figure(shape, tmp_path, capsys, ray_start_spy, monkeypatch):
+    """Every value within its own limit, together over 10^6 PFLOPs: 10,000 epochs of a width-16
+    ResNet-50 on the whole of Fashion-MNIST at 1024 px. `validate` does not predict costs (no torch)."""
+    from sweeper.study_cost_checks import MAX_TRIAL_PFLOPS
+
+    monkeypatch.setattr("sweeper.device_rate.measure_cpu_tflops", lambda threads, shape: 1.0)  # never time a step of that size
+
+    huge = {**TINY_TRIAL, "epochs": 10_000, "backbone": {"depth": 50, "width": 16, "stages": 4}, "data_fraction": 1.0, "batch_size": 4096}
+    space = {"space": {"resolution": {"grid": [32, 1024]}}} if shape == "grid" else {"space": {}}
+    path = write_study(tmp_path, name="huge", trial={**huge, "resolution": 1024}, **space)
+    text = path.read_text().splitlines()
+    line = next(i for i, t in enumerate(text, 1) if t.startswith("space:" if shape == "grid" else "trial:"))
+    predicted = predicted_cost(load_study(path).trial_config({"resolution": 1024, "seed": 0})).total_pflops
+    assert predicted > MAX_TRIAL_PFLOPS
+    for command in (["estimate", str(path)], ["run", str(path)], ["run", str(path), "--dry-run"]):
+        assert main(command) == 2, command
+        lines = [x for x in capsys.readouterr().err.splitlines() if x.strip() and not x.startswith("warning:")]
+        assert len(lines) == 1, (command, lines)
+        assert lines[0].startswith(f"error: {path}:{line} {'space' if shape == 'grid' else 'trial'}: "), lines[0]
+        assert f"predicted to cost {predicted:.3g} PFLOPs" in lines[0] and "more than the ceiling of 1e+06 PFLOPs per trial" in lines[0]
+    assert ray_start_spy == [] and not (tmp_path / "runs").exists()
+    assert main(["validate", str(path)]) == 0

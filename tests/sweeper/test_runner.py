@@ -23,10 +23,11 @@ def test_trials_a_killed_driver_left_running_in_optuna_are_marked_failed(tmp_pat
 finishes: list[str] = []  # the state each faked `_finish` was asked to write
 
 
-def run_with_fake_ray(study, monkeypatch, ends: int | None = None) -> tuple[object, list[dict]]:
+def run_with_fake_ray(study, monkeypatch, ends: int | None = None, tables: bool = False) -> tuple[object, list[dict]]:
     """run_study with Ray's connection and Tuner faked: (its summary, the points it launched).
     The fake Tuner records the first `ends` launched trials as finished (all by default), as Tune
-    returns after Ctrl-C with the others stopped and unrecorded."""
+    returns after Ctrl-C with the others stopped and unrecorded. `tables`: the results table is built from
+    the store's records (else it is empty)."""
     import pandas as pd
     import ray
 
@@ -54,7 +55,13 @@ def run_with_fake_ray(study, monkeypatch, ends: int | None = None) -> tuple[obje
     monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(runner, "make_eta", lambda *args, **kwargs: None)
     monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(param_space, context))
-    monkeypatch.setattr(runner, "_finish", lambda store, state, report_dir: (finishes.append(state), (pd.DataFrame(), None))[1])
+    from sweeper.results import results_frame
+
+    def finish(store, state, report_dir):
+        finishes.append(state)
+        return (results_frame(store.records()) if tables else pd.DataFrame(), None)
+
+    monkeypatch.setattr(runner, "_finish", finish)
     summary = runner.run_study(study, report=False)
     assert ray.is_initialized() == initialized_before  # the run itself started no Ray
     return summary, launched
@@ -113,3 +120,32 @@ def test_a_run_that_returns_with_trials_unended_is_interrupted_not_finished(tmp_
     with pytest.raises(StudyInterrupted, match="interrupted: 2 of 6 trials finished, 4 unfinished.*`run` the study again to resume"):
         run_with_fake_ray(study, monkeypatch, ends=2)
     assert finishes == ["interrupted"]  # the tables, state.json and the report say so
+
+
+def test_the_summary_counts_the_hosts_finished_trials_ran_on_not_ray_node_ids(tmp_path: Path, monkeypatch):
+    """A record's node is `host:ray-node-id`, and a resumed study's second Ray on the same machine has
+    a new node id: trials on one machine, before and after a resume, ran on 1 node, not 2."""
+    import sweeper.runner as runner
+    from sweeper.plan import unique_points
+    from sweeper.store import Store, store_root
+    from sweeper.study import load_study
+    from sweeper.trainable import new_record, trial_config_for
+    from tests.sweeper.conftest import write_study
+
+    from sweeper.store import MARKER_NAME, marker
+
+    study = load_study(write_study(tmp_path, grid=[8, 10, 12]))
+    root = store_root(study)
+    store, context = Store(root), runner._context(study, root)
+    store.put_json(MARKER_NAME, marker(study.name))  # as an earlier run of the study left it
+    points = unique_points(study)
+
+    def record(point: dict, node: str, status: str = "finished") -> None:
+        store.write_record(new_record(point, trial_config_for(context, point), context, status, node=node))
+
+    record(points[0], "box:1a2b3c4d")
+    record(points[1], "box:9f8e7d6c")  # the same machine's Ray after a resume: a new node id
+    record(points[2], "other:11112222", "failed")  # not a finished trial: not counted
+    assert run_with_fake_ray(study, monkeypatch, tables=True)[0].nodes == 1
+    record(points[2], "other:11112222")
+    assert run_with_fake_ray(study, monkeypatch, tables=True)[0].nodes == 2

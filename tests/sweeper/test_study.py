@@ -265,6 +265,7 @@ def test_every_project_exception_pickles_round_trip():
     from s3l_core.safe_pickle import UnsafePickleError
     from sweeper.cli import UserFacingError
     from sweeper.lease import LeaseLost
+    from sweeper.runner import StudyInterrupted
     from sweeper.report.browser import WebDriverError
     from sweeper.runner import ClusterError
     from sweeper.store import StoreError
@@ -276,6 +277,7 @@ def test_every_project_exception_pickles_round_trip():
         UnsafePickleError("refused to load posix.system"), UserFacingError("store busy"), StoreError("store full"),
         ClusterError("cannot reach the Ray cluster at h:1"), UnsafeFolderError("reports/x is a symbolic link"),
         WebDriverError("chromedriver did not start"), LeaseLost("s3://b/runs/x", "pid 7 on host (lease generation 2)"),
+        StudyInterrupted("study x was interrupted: 1 of 2 trials finished"),
     ]  # fmt: skip
     private = {cls for cls in _project_exception_classes() if cls.__name__.startswith("_")}
     assert _project_exception_classes() - private <= {type(s) for s in samples}, "add a sample of the new exception here"
@@ -380,3 +382,40 @@ def test_a_finetune_objective_needs_finetuning(tmp_path: Path) -> None:
     assert problem.key_path == "objectives.finetune_top1" and "trial.eval.finetune" in problem.message
     path.write_text(VALID.replace("objectives: {knn_top1: max}", "objectives: {finetune_top1: max}").replace("trial: {epochs: 2}", "trial: {epochs: 2, eval: {finetune: {epochs: 1}}}"))
     assert load_study(path, cluster_resources=CPU_ONLY).objectives == {"finetune_top1": "max"}
+
+
+# A 1.3 KB text, as /etc/passwd is: what a study symlinked to another file may read as one long string.
+PASSWD_LIKE = "\n".join(f"user{i}:x:{1000 + i}:{1000 + i}:User {i} SECRET-LINE-{i}:/home/user{i}:/bin/bash" for i in range(20)) + "\n"
+LONG_TEXT = " ".join(f"SECRET-WORD-{i}" for i in range(120))  # one value of 1.7 KB, on one line
+
+
+@pytest.mark.parametrize("case", ["symlink to a text file", "the whole file one string", "long section value", "long trial value",
+                                  "long name", "long dataset", "long invalid scalar"])
+def test_no_error_line_quotes_file_contents_beyond_the_value_at_fault(case: str, tmp_path: Path, capsys):
+    """An error names the key and value at fault and, for a long value, only its first characters and
+    its length: never kilobytes of a file (a study symlinked to /etc/passwd was quoted whole)."""
+    from sweeper.cli import main
+
+    texts = {
+        "the whole file one string": PASSWD_LIKE,
+        "long section value": f"name: bad\ndataset: fashion-mnist-sample\nobjectives: {{knn_top1: max}}\nsearch: {LONG_TEXT}\n",
+        "long trial value": f"name: bad\ndataset: fashion-mnist-sample\nobjectives: {{knn_top1: max}}\ntrial: {{epochs: {LONG_TEXT}}}\n",
+        "long name": f"name: {LONG_TEXT}\ndataset: fashion-mnist-sample\nobjectives: {{knn_top1: max}}\n",
+        "long dataset": f"name: bad\ndataset: {LONG_TEXT}\nobjectives: {{knn_top1: max}}\n",
+        "long invalid scalar": f"name: bad\ndataset: fashion-mnist-sample\nobjectives: {{knn_top1: max}}\n"
+                               f"trial: {{epochs: !!int '{LONG_TEXT}'}}\n",
+    }
+    if case == "symlink to a text file":
+        target = tmp_path / "passwd"
+        target.write_text(PASSWD_LIKE)
+        path = tmp_path / "study.yaml"
+        path.symlink_to(target)
+    else:
+        path = _write(tmp_path, texts[case])
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith(f"error: {path}:") for line in lines), err
+    assert all(len(line) < 400 for line in lines), [len(line) for line in lines]
+    quoted = re.findall(r"SECRET-(?:LINE|WORD)-\d+", err)
+    assert len(quoted) <= 3, quoted  # at most the first characters of the value at fault
