@@ -108,6 +108,7 @@ def test_corrupt_checkpoint_restarts_from_scratch_with_a_warning_and_a_note(tmp_
     bad = tmp_path / "runs" / "corrupt" / "ray" / "attempt-old" / tid / "checkpoint_000001" / "checkpoint.pt"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"PK\x03\x04this is not a whole zip file")
+    mark_as_store_of(study)  # as the earlier run that left the checkpoint did
     summary = run_study(study)
     assert (summary.finished, summary.failed) == (1, 0)
     results = pd.read_parquet(tmp_path / "runs" / "corrupt" / "results.parquet")
@@ -170,6 +171,13 @@ def trial_config_for_first_point(study, context):
     return trial_config_for(context, {"resolution": study.space["resolution"].values[0], "seed": study.seeds[0]})
 
 
+def mark_as_store_of(study) -> None:
+    """The marker an earlier run of `study` left in its store (a test that plants checkpoints first needs it)."""
+    from sweeper.store import MARKER_NAME, Store, marker
+
+    Store(store_root(study)).put_json(MARKER_NAME, marker(study.name))
+
+
 def test_a_zero_byte_newest_checkpoint_falls_back_to_the_older_whole_one(tmp_path: Path):
     from s3l_core.checkpoint import CHECKPOINT_NAME
     from sweeper.store import Store
@@ -204,6 +212,7 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_older_one(tmp_path: Path, 
     (newest / CHECKPOINT_NAME).write_bytes(b"" if damage == "zero-byte" else whole[: len(whole) // 2])
     digest_path(newest / CHECKPOINT_NAME).write_bytes(digest_path(older / CHECKPOINT_NAME).read_bytes())
     os.utime(older, (1, 1))
+    mark_as_store_of(study)  # as the earlier run that left the checkpoints did
     summary = run_study(study, report=False)
     assert (summary.finished, summary.failed) == (1, 0)
     record = json.loads((store_root(study) / "trials" / f"{tid}.json").read_text())
