@@ -341,9 +341,8 @@ def _unended_trials(store: AnyStore, pending_ids: list[str], total: int) -> int:
     """How many trials this run should have ended but did not: pending ids without a record
     (grid, random), or the samples short of `total` (Optuna)."""
     recorded = {r["trial_id"] for r in store.records()}
-    if pending_ids:
-        return sum(tid not in recorded for tid in pending_ids)
-    return max(0, total - len(recorded))
+    # A sampled (Optuna) run's trials are not known in advance: only a KeyboardInterrupt marks it interrupted.
+    return sum(tid not in recorded for tid in pending_ids)
 
 
 def _interrupted_line(study: Study, store: AnyStore, total: int, unended: int | None) -> str:
