@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     summary_keys = (
         "knn_top1", "knn_val_top1", "linear_top1", "finetune_top1", "knn_pixels_top1", "knn_random_top1",
-        "feature_rank", "steps", "train_pflops", "eval_pflops", "wall_s", "img_per_s",
+        "linear_pixels_top1", "linear_random_top1", "finetune_random_top1", "feature_rank", "steps", "train_pflops", "eval_pflops", "wall_s", "img_per_s",
     )  # fmt: skip
     summary = {k: result.metrics()[k] for k in summary_keys}
     print(json.dumps(summary))

@@ -122,7 +122,7 @@ class EvalConfig:
     knn_temperature: float = 0.1
     linear_probe: bool = True
     resolution: int | None = None  # None: the dataset's native size
-    floors: bool = True  # raw-pixel and random-encoder kNN reference points
+    floors: bool = True  # what each protocol scores without pre-training (s3l_core.protocol.PROTOCOL_FLOORS)
     # Stratified share of the labelled training split held out of pre-training as the
     # validation set: what monitoring, schedulers and searchers see (never the test split).
     val_fraction: float = 0.1

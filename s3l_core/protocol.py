@@ -2,8 +2,12 @@
 
 Every arm of a study is evaluated the same way: at the dataset's evaluation resolution (its
 native size unless `eval.resolution` says otherwise), with the same kNN bank, validation and
-test images. Floors (raw-pixel kNN, and kNN on an untrained encoder of the trial's own
-architecture) are measured on both the validation and the test split.
+test images. Every accuracy has the floors of its own protocol, measured on both the
+validation and the test split (`s3l_core.floors`): kNN on raw pixels and on an untrained
+encoder of the trial's own architecture; the same linear probe on raw pixels and on that
+untrained encoder; and for fine-tuning, the same fine-tuning (epochs, rate, resolution) from
+random initialisation, beside the linear probe on raw pixels. A floor is what the protocol
+scores with no pre-training: an accuracy that does not beat it was not learned by pre-training.
 """
 
 from __future__ import annotations
@@ -27,10 +31,18 @@ Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Floors:
-    val_pixels: float
+    """What no pre-training reaches, per protocol; None where the trial did not run the protocol."""
+
+    val_pixels: float  # kNN
     val_random: float
     test_pixels: float
     test_random: float
+    linear_val_pixels: float | None = None  # the linear probe, with eval.linear_probe or eval.finetune
+    linear_val_random: float | None = None
+    linear_test_pixels: float | None = None
+    linear_test_random: float | None = None
+    finetune_val_random: float | None = None  # the same fine-tuning from random initialisation, with eval.finetune
+    finetune_test_random: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,27 +126,48 @@ class Evaluator:
         return metrics, flops
 
     def floors(self) -> Floors:
-        """What no pre-training reaches, on validation and test.
+        """What no pre-training reaches, on validation and test, for every protocol the trial runs.
 
         The same for every trial that shares dataset, architecture, evaluation settings and
         seed, so a process that runs many trials (a reused Ray actor) computes them once.
         """
         c, e, s = self.config, self.config.eval, self.splits
-        key = (c.dataset, c.data_dir, c.image_size, c.backbone, self.stem, self.resolution, c.seed, e.knn_k, e.knn_temperature, e.val_fraction, e.bn_recalibrate, self.device.type)
+        key = (c.dataset, c.data_dir, c.image_size, c.backbone, self.stem, self.resolution, c.seed, e.knn_k, e.knn_temperature,
+               e.val_fraction, e.bn_recalibrate, e.linear_probe, e.finetune, self.device.type)  # fmt: skip
         if key not in _FLOOR_CACHE:
-            pixels = lambda images: pixel_features(images, self.resolution, self.mean, self.std, self.device)  # noqa: E731
-            pixel_bank = pixels(s.bank_images)
-            val_pixels, _ = self._knn(pixel_bank, pixels(s.val_images), s.val_labels)
-            test_pixels, _ = self._knn(pixel_bank, pixels(s.test_images), s.test_labels)
-            torch.manual_seed(c.seed)
-            b = c.backbone
-            random_encoder = build_resnet(b.depth, b.width, b.stages, self.channels, self.stem).to(self.device).eval()
-            random_encoder, _ = self.prepared(random_encoder)  # evaluated as the trained encoder is (BN recalibration)
-            bank = self._features(random_encoder, s.bank_images)
-            val_random, _ = self._knn(bank, self._features(random_encoder, s.val_images), s.val_labels)
-            test_random, _ = self._knn(bank, self._features(random_encoder, s.test_images), s.test_labels)
-            _FLOOR_CACHE[key] = Floors(val_pixels, val_random, test_pixels, test_random)
+            _FLOOR_CACHE[key] = self._measure_floors()
         return _FLOOR_CACHE[key]
+
+    def _measure_floors(self) -> Floors:
+        c, e, s = self.config, self.config.eval, self.splits
+        sets = lambda features: {"val": (features(s.val_images), s.val_labels), "test": (features(s.test_images), s.test_labels)}  # noqa: E731
+        pixels = lambda images: pixel_features(images, self.resolution, self.mean, self.std, self.device)  # noqa: E731
+        pixel_bank, pixel_sets = pixels(s.bank_images), sets(pixels)
+        knn_pixels = {name: self._knn(pixel_bank, f, labels)[0] for name, (f, labels) in pixel_sets.items()}
+        torch.manual_seed(c.seed)
+        b = c.backbone
+        untrained = build_resnet(b.depth, b.width, b.stages, self.channels, self.stem).to(self.device).eval()
+        prepared, _ = self.prepared(untrained)  # evaluated as the trained encoder is (BN recalibration)
+        features = lambda images: self._features(prepared, images)  # noqa: E731
+        bank, random_sets = features(s.bank_images), sets(features)
+        knn_random = {name: self._knn(bank, f, labels)[0] for name, (f, labels) in random_sets.items()}
+        linear_pixels = linear_random = finetune_random = {}
+        if e.linear_probe or e.finetune is not None:
+            linear_pixels, _ = linear_probe_top1(pixel_bank, s.bank_labels, pixel_sets)
+        if e.linear_probe:
+            linear_random, _ = linear_probe_top1(bank, s.bank_labels, random_sets)
+        if e.finetune is not None:
+            # the untrained encoder itself (not its BN-recalibrated copy), as `final` fine-tunes the trained one
+            tuned = finetune(
+                untrained, b, s.bank_images, s.bank_labels, {"val": (s.val_images, s.val_labels), "test": (s.test_images, s.test_labels)},
+                e.finetune, self.resolution, self.mean, self.std, self.num_classes, self.device, c.seed,
+            )  # fmt: skip
+            finetune_random = tuned.top1
+        return Floors(
+            knn_pixels["val"], knn_random["val"], knn_pixels["test"], knn_random["test"],
+            linear_pixels.get("val"), linear_random.get("val"), linear_pixels.get("test"), linear_random.get("test"),
+            finetune_random.get("val"), finetune_random.get("test"),
+        )  # fmt: skip
 
 
 _FLOOR_CACHE: dict[tuple[Any, ...], Floors] = {}

@@ -65,6 +65,12 @@ class TrialResult:
     knn_random_top1: float | None
     knn_val_pixels_top1: float | None  # floors, validation split
     knn_val_random_top1: float | None
+    linear_pixels_top1: float | None  # the linear probe's floors (s3l_core.protocol.PROTOCOL_FLOORS)
+    linear_random_top1: float | None
+    linear_val_pixels_top1: float | None
+    linear_val_random_top1: float | None
+    finetune_random_top1: float | None  # the same fine-tuning from random initialisation
+    finetune_val_random_top1: float | None
     feature_rank: float
     test_size: int
     val_size: int
@@ -314,6 +320,12 @@ def _result(
         knn_random_top1=f.test_random if f else None,
         knn_val_pixels_top1=f.val_pixels if f else None,
         knn_val_random_top1=f.val_random if f else None,
+        linear_pixels_top1=f.linear_test_pixels if f else None,
+        linear_random_top1=f.linear_test_random if f else None,
+        linear_val_pixels_top1=f.linear_val_pixels if f else None,
+        linear_val_random_top1=f.linear_val_random if f else None,
+        finetune_random_top1=f.finetune_test_random if f else None,
+        finetune_val_random_top1=f.finetune_val_random if f else None,
         feature_rank=m.feature_rank,
         test_size=test_size,
         val_size=val_size,

@@ -12,6 +12,7 @@ import math
 from typing import Any, Callable
 
 from s3l_core.config import TrialConfig
+from s3l_core.floors import FLOOR_METRICS
 from sweeper.trial_identity import ID_FIELDS_V1
 
 TRIAL_STATUSES = ("finished", "failed", "stopped", "skipped_budget")
@@ -52,8 +53,7 @@ SCALAR: Spec = (_scalar, "a number, string, true/false or null")  # a key this r
 METRIC_SPECS: dict[str, Spec] = {
     **dict.fromkeys((
         "knn_top1", "knn_val_top1", "knn_top1_best", "linear_top1", "linear_val_top1", "finetune_top1", "finetune_val_top1",
-        "knn_pixels_top1", "knn_random_top1", "knn_val_pixels_top1", "knn_val_random_top1", "feature_rank",
-        "train_pflops", "eval_pflops", "total_pflops", "wall_s", "train_s", "img_per_s", "peak_mem_mb"), NUMBER_OR_NULL),
+        *FLOOR_METRICS, "feature_rank", "train_pflops", "eval_pflops", "total_pflops", "wall_s", "train_s", "img_per_s", "peak_mem_mb"), NUMBER_OR_NULL),
     **dict.fromkeys(("test_size", "val_size", "pretrain_images", "steps", "resumed_from_epoch"), WHOLE_OR_NULL),
     "device": (_optional(_string), "a string or null"),
 }  # fmt: skip

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from s3l_core.floors import FLOOR_METRICS
 from sweeper.store import Store
 
 if TYPE_CHECKING:
@@ -15,8 +16,7 @@ if TYPE_CHECKING:
 
 METRIC_COLUMNS = (
     "knn_top1", "knn_val_top1", "knn_top1_best", "linear_top1", "linear_val_top1", "finetune_top1", "finetune_val_top1",
-    "knn_pixels_top1", "knn_random_top1", "knn_val_pixels_top1", "knn_val_random_top1",
-    "feature_rank", "test_size", "val_size", "pretrain_images", "steps",
+    *FLOOR_METRICS, "feature_rank", "test_size", "val_size", "pretrain_images", "steps",
     "train_pflops", "eval_pflops", "total_pflops", "wall_s", "train_s", "img_per_s", "peak_mem_mb",
 )  # fmt: skip
 EPOCH_COLUMNS = ("trial_id", "epoch", "step", "resolution", "loss", "lr", "knn_val_top1", "train_pflops_cum", "wall_s_cum", "img_per_s")

@@ -290,7 +290,7 @@ _TRIAL_DOCS: dict[str, tuple[str, str]] = {  # dotted trial key -> (allowed, mea
     "eval.knn_temperature": ("> 0", "Temperature of the kNN vote weights."),
     "eval.linear_probe": ("true, false", "Fit a linear probe on frozen features after the last epoch."),
     "eval.resolution": ("null, or >= 1", "Evaluation input size; null uses the dataset's native size."),
-    "eval.floors": ("true, false", "Also measure raw-pixel and random-encoder kNN as reference floors."),
+    "eval.floors": ("true, false", "Also measure the floors of each evaluation protocol: kNN and the linear probe on raw pixels and on an untrained encoder, and fine-tuning from random initialisation."),
     "eval.val_fraction": ("in (0, 0.5]", "Stratified share of the labelled training split held out of pre-training as the "
                           "validation set (the same for every seed); selection and curves use it, never the test split."),
     "eval.bn_recalibrate": ("true, false", "Re-estimate batch-norm statistics at the evaluation resolution before frozen evaluation."),

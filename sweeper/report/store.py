@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from s3l_core.floors import FLOOR_METRICS
 # test-split numbers (stated), validation-split numbers (select), floors; older stores lack some: NaN
 ACCURACY_COLUMNS = (
     "knn_top1",
@@ -20,8 +21,7 @@ ACCURACY_COLUMNS = (
     "linear_val_top1",
     "finetune_val_top1",
     "knn_top1_best",
-    "knn_pixels_top1",
-    "knn_random_top1",
+    *FLOOR_METRICS,
 )
 EVALUATION_COLUMNS = ("test_size", "feature_rank", "steps", "steps_config")
 COST_COLUMNS = (

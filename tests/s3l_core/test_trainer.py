@@ -66,7 +66,8 @@ def test_test_labels_change_no_number_that_drives_a_decision(sample):
     real, fake = train(config, dataset=sample), train(config, dataset=shuffled)
     strip = lambda records: [dataclasses.replace(r, wall_s_cum=0.0, img_per_s=0.0) for r in records]  # noqa: E731
     assert strip(real.epochs) == strip(fake.epochs)
-    for name in ("knn_val_top1", "knn_top1_best", "linear_val_top1", "knn_val_pixels_top1", "knn_val_random_top1"):
+    for name in ("knn_val_top1", "knn_top1_best", "linear_val_top1", "knn_val_pixels_top1", "knn_val_random_top1",
+                 "linear_val_pixels_top1", "linear_val_random_top1"):
         assert getattr(real, name) == getattr(fake, name), name
     assert real.knn_top1 != fake.knn_top1 and fake.knn_top1 < 0.2
 
@@ -170,6 +171,46 @@ def test_floors_are_computed_once_per_dataset_architecture_and_seed(sample, monk
     assert (first.knn_pixels_top1, first.knn_random_top1) == (second.knn_pixels_top1, second.knn_random_top1)
     train(tiny(epochs=1, resolution=8, seed=1, eval=quick), dataset=sample)
     assert len(calls) == 6  # another seed: another random encoder
+
+
+def test_each_protocol_has_its_own_floors_on_validation_and_test(sample):
+    """kNN, the linear probe and fine-tuning are each gated by what the same protocol scores
+    without pre-training: the linear probe on raw pixels and on the untrained encoder, and the
+    same fine-tuning from random initialisation (not kNN floors)."""
+    import s3l_core.protocol as protocol
+    from s3l_core.backbone import build_resnet
+    from s3l_core.evaluate import linear_probe_top1, pixel_features
+    from s3l_core.finetune import finetune
+    from s3l_core.splits import trial_splits
+
+    protocol._FLOOR_CACHE.clear()
+    settings = {"every": 1, "knn_k": 10, "resolution": 12, "finetune": {"epochs": 1, "lr": 0.05}}
+    config = tiny(epochs=1, resolution=8, eval=settings)
+    result = train(config, dataset=sample)
+    names = ("linear_pixels_top1", "linear_random_top1", "linear_val_pixels_top1", "linear_val_random_top1",
+             "finetune_random_top1", "finetune_val_random_top1")
+    for name in names:
+        assert 0.1 < getattr(result, name) <= 1.0, name
+    # the floors are those protocols run on raw pixels and on random initialisation, nothing else
+    from s3l_core.backbone import stem_for
+    from s3l_core.data import channel_stats
+
+    splits = trial_splits(sample, config.eval.val_fraction, config.data_fraction, config.seed)
+    mean, std = (torch.tensor(v) for v in channel_stats(splits.pretrain_images))
+    pixels = lambda images: pixel_features(images, 12, mean, std, torch.device("cpu"))  # noqa: E731
+    scores, _ = linear_probe_top1(pixels(splits.bank_images), splits.bank_labels,
+                                  {"val": (pixels(splits.val_images), splits.val_labels), "test": (pixels(splits.test_images), splits.test_labels)})
+    assert (result.linear_val_pixels_top1, result.linear_pixels_top1) == (scores["val"], scores["test"])
+    torch.manual_seed(config.seed)
+    untrained = build_resnet(10, 0.125, 4, 1, stem_for(sample.native_size, config.backbone.stem)).eval()
+    tuned = finetune(untrained, config.backbone, splits.bank_images, splits.bank_labels,
+                     {"val": (splits.val_images, splits.val_labels), "test": (splits.test_images, splits.test_labels)},
+                     config.eval.finetune, 12, mean, std, 10, torch.device("cpu"), config.seed)
+    assert (result.finetune_val_random_top1, result.finetune_random_top1) == (tuned.top1["val"], tuned.top1["test"])
+    assert result.linear_random_top1 != result.knn_random_top1 and result.linear_pixels_top1 != result.knn_pixels_top1
+    plain = train(tiny(epochs=1, resolution=8, eval={"every": 1, "knn_k": 10, "resolution": 12, "linear_probe": False}), dataset=sample)
+    assert all(getattr(plain, name) is None for name in names)  # no protocol run, no floor claimed for it
+    assert plain.knn_pixels_top1 == result.knn_pixels_top1
 
 
 def test_finetuning_and_bn_recalibration_run_at_the_end_and_count_as_evaluation(sample):
