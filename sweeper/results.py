@@ -48,6 +48,7 @@ def result_row(record: dict[str, Any]) -> dict[str, Any]:
     row["steps_config"] = row.pop("steps", None)  # the run-length knob; `steps` is what was trained
     row["resolution"] = resolution if isinstance(resolution, int) else max(s["resolution"] for s in resolution)
     row["resolution_schedule"] = schedule_label(resolution)
+    row["resolution_stages"] = 1 if isinstance(resolution, int) else len(resolution)  # > 1: a schedule, not a full-size point
     metrics = record.get("metrics") or {}
     for column in METRIC_COLUMNS:
         row[column] = metrics.get(column)

@@ -15,9 +15,10 @@ import yaml
 from matplotlib.figure import Figure
 
 from s3l_core.atomic import write_file_set
+from s3l_core.floors import PROTOCOL_FLOORS
 
 from . import figures
-from .claims import Headline, headline, pair_sentence, trend_sentence, verdict_line
+from .claims import Headline, headline, pair_sentence, schedules_left_out_sentence, trend_sentence, verdict_line
 from .compare import (
     configurations,
     fair_pairs,
@@ -51,7 +52,7 @@ from .summary import (
     study_objectives,
     knob_columns,
 )
-from .verdict import FLOOR_COLUMNS, RULE
+from .verdict import RULE
 
 FIGURE_PREFIX = "fig_"
 ANSWER_NAME = "summary.txt"  # warnings, verdict and headline as plain text, for the terminal and scripts
@@ -312,7 +313,7 @@ def _curves_section(df, epochs, front, knobs, add_figure) -> Section:
     accuracy = curve_column(epochs)
     if epochs.empty or epochs[accuracy].notna().sum() == 0:
         return Section("curves", title, message("No per-epoch kNN evaluations recorded yet."))
-    have = set(epochs["trial_id"].unique())
+    have = set(epochs["trial_id"].unique()) & set(df["trial_id"])  # only this study's current trials
     highlighted = df[front & df["trial_id"].isin(have)]
     highlighted = highlighted.sort_values("train_pflops", kind="stable")
     if len(highlighted) > MAX_HIGHLIGHT_CURVES:
@@ -324,15 +325,18 @@ def _curves_section(df, epochs, front, knobs, add_figure) -> Section:
         rng = np.random.default_rng(0)
         rest = sorted(rng.choice(rest, MAX_BACKGROUND_CURVES, replace=False).tolist())
     floors = {}
-    for column in FLOOR_COLUMNS:
-        values = highlighted[column].dropna()
+    knn = PROTOCOL_FLOORS["knn"]  # the curves are kNN: kNN floors, of the curves' split
+    split_floors = (knn.val_pixels, knn.val_random) if accuracy == "knn_val_top1" else (knn.pixels, knn.random)
+    for column in split_floors:
+        values = pd.to_numeric(highlighted[column], errors="coerce").dropna() if column in highlighted else pd.Series(dtype=float)
         if len(values):
             floors[column] = (float(values.min()), float(values.max()))
     fig = figures.learning_curves_figure(epochs, highlight, rest, floors, accuracy)
     split = "validation" if accuracy == "knn_val_top1" else "test (an older store without a validation split)"
     caption = (f"kNN top-1 on the {split} split after each evaluation. Coloured: {len(highlight)} trials of the "
                f"Pareto set; grey: {len(rest)} of the other {len(have) - len(highlight)} trials with recorded epochs "
-               "(a fixed sample when there are many). Dashed / dotted: the floors of the coloured trials (test split).")
+               f"(a fixed sample when there are many). Dashed / dotted: the kNN floors of the coloured trials, on the same "
+               f"{'validation' if accuracy == 'knn_val_top1' else 'test'} split.")
     return Section("curves", title, add_figure("learning_curves.png", fig, "learning curves", caption)
                    or message("No learning curves to draw."))
 
@@ -383,7 +387,9 @@ def _s3l_section(pairs, model, trends, add_figure, files) -> Section:
                          "cost are fitted against log2 of every numeric scaled knob at once; each panel shows one "
                          "knob with the others held at their mean, the fitted line and its 95% band.")
         view = _readable_values(trends)
+        left_out = schedules_left_out_sentence(model.schedules)
         return Section("s3l", title, paragraphs([trend_sentence(r) for r in trends.itertuples(index=False)], "claim")
+                       + (paragraphs([left_out]) if left_out else "")
                        + fig + rule + table(view, _as_pct(columns_for(view, list(TREND_HEADERS), TREND_HEADERS)),
                                             "s3l-trends"))
     why = ("The study varies none of resolution, width, depth, stages or data fraction, or no scaled-down "

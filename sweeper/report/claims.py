@@ -7,19 +7,21 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from .compare import config_floors_beaten, config_words, configurations, reported_column, selection_column
-from .stats import BINOMIAL, NONE, Interval, mean_interval
+from .stats import BINOMIAL, NONE, Interval, difference_interval, mean_interval
 from .summary import describe_value, fmt_acc, fmt_pct, label, plural, primary_cost, scaled_kind, status_counts
 from .verdict import (
     FAILS,
-    FLOOR_COLUMNS,
     FLOOR_WORDS,
     HOLDS,
     INCONCLUSIVE,
-    MARGIN,
     NOT_MEANINGFUL,
+    classify,
+    floor_columns,
+    floors_in,
     settle_words,
 )
 
@@ -55,7 +57,7 @@ class Headline:
     cost: str
     configs: pd.DataFrame = field(default_factory=pd.DataFrame)
     best: pd.Series | None = None
-    cheapest: pd.Series | None = None  # cheapest configuration within MARGIN of the best
+    cheapest: pd.Series | None = None  # cheapest configuration that holds against the best on validation
     cost_fraction: float = float("nan")
     floors_beaten: bool = True
     sentences: list[str] = field(default_factory=list)
@@ -85,8 +87,7 @@ def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[st
     score = configs["selection"].where(configs["selection"].notna(), configs["accuracy"])
     at_best = configs[score == score.max()]
     best = at_best.loc[at_best["cost"].fillna(math.inf).idxmin()]
-    near = configs[configs["accuracy"] >= best["accuracy"] - MARGIN - 1e-12]
-    cheapest = near.loc[near["cost"].idxmin()] if near["cost"].notna().any() else best
+    cheapest = cheapest_holding(configs, best)
     fraction = cheapest["cost"] / best["cost"] if best["cost"] > 0 else float("nan")
     beaten, missed = config_floors_beaten(best)
     sentences = []
@@ -100,13 +101,15 @@ def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[st
     elif floors:  # a number never stands without its floors
         sentences.append(f"Best configuration: {best_text}, above the floors of its own architecture ({floors}).")
     else:
-        sentences.append(f"Best configuration: {best_text}. No floors were recorded for it (`eval.floors`), so "
-                         "nothing here shows that it beats raw pixels or an untrained encoder.")
+        sentences.append(f"Best configuration: {best_text}. No floors of its protocol were recorded for it "
+                         "(`eval.floors` off, or a store from before this protocol's floors were measured), so nothing "
+                         f"here shows that it beats {' or '.join(FLOOR_WORDS[c] for c in floor_columns(accuracy))}.")
+    rule = f"by the verdict rule on {label(select)}"
     if cheapest.name == best.name:
-        sentences.append(f"No cheaper configuration comes within 1 point of it.")
+        sentences.append(f"No cheaper configuration holds within 1 point of it ({rule}).")
     else:
-        sentence = (f"Cheapest configuration within 1 point of it: {fmt_acc(cheapest['accuracy'])} "
-                    f"({interval_words(cheapest['interval'])}) at {fmt_pct(fraction)} of its {label(cost)} "
+        sentence = (f"Cheapest configuration that holds within 1 point of it ({rule}): {fmt_acc(cheapest['accuracy'])} "
+                    f"{label(accuracy)} ({interval_words(cheapest['interval'])}) at {fmt_pct(fraction)} of its {label(cost)} "
                     f"({config_words(cheapest, knobs)}).")
         cheapest_floors = floor_words(cheapest)
         if cheapest_floors != floors:  # another architecture: its own floors stand beside its number
@@ -114,14 +117,60 @@ def headline(df: pd.DataFrame, objectives: Mapping[str, str], knobs: Sequence[st
             sentence += (f" It is {'above' if above else 'not above'} the floors of its own architecture ({cheapest_floors})."
                          if cheapest_floors else " No floors were recorded for it.")
         sentences.append(sentence)
+    below = below_floors_sentence(configs[configs.index != best.name], knobs, accuracy)
+    if below:
+        sentences.append(below)
     sentences.append(counts_sentence(counts))
     sentences.append(noise_sentence(configs))
     return Headline(counts, accuracy, cost, configs, best, cheapest, fraction, beaten, sentences)
 
 
+def cheapest_holding(configs: pd.DataFrame, best: pd.Series) -> pd.Series:
+    """The cheapest configuration strictly cheaper than `best` whose selection (validation)
+    accuracy holds against it by the verdict rule (the interval of the difference excludes a
+    loss of more than 1 point); `best` itself when none does. The test split chooses nothing."""
+    chosen = best
+    if not math.isfinite(_float(best["cost"])):
+        return chosen
+    for _, row in configs.sort_values("cost", kind="stable").iterrows():
+        if not _float(row["cost"]) < _float(best["cost"]):
+            break
+        sizes = [x for x in (_float(row["selection_size"]), _float(best["selection_size"])) if math.isfinite(x)]
+        diff = difference_interval(row["selection_by_seed"], best["selection_by_seed"], float(np.mean(sizes)) if sizes else float("nan"))
+        if classify(diff) == HOLDS:
+            return row
+    return chosen
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+MAX_BELOW_NAMED = 6  # configurations named in the below-floors sentence; the rest are counted
+
+
+def below_floors_sentence(configs: pd.DataFrame, knobs: Sequence[str], accuracy: str) -> str:
+    """Every configuration whose accuracy does not beat one of its own floors, named with the floor."""
+    below = []
+    for _, config in configs.iterrows():
+        beaten, missed = config_floors_beaten(config)
+        if not beaten:
+            below.append(f"{config_words(config, knobs)} ({fmt_acc(config['accuracy'])}, not above "
+                         f"{FLOOR_WORDS[missed]} at {fmt_acc(config[missed])})")
+    if not below:
+        return ""
+    more = len(below) - MAX_BELOW_NAMED
+    named = "; ".join(below[:MAX_BELOW_NAMED]) + (f"; and {more} more (the trials table)" if more > 0 else "")
+    return (f"{plural(len(below), 'configuration')} {'does' if len(below) == 1 else 'do'} not beat the floors of "
+            f"{'its' if len(below) == 1 else 'their'} own architecture on {label(accuracy)}: {named}.")
+
+
 def floor_words(config: pd.Series) -> str:
     """'raw-pixel kNN top-1 76.0%; random-encoder kNN top-1 71.2%': the floors recorded for a configuration."""
-    return "; ".join(f"{label(c)} {fmt_acc(config[c])}" for c in FLOOR_COLUMNS if math.isfinite(config[c]))
+    return "; ".join(f"{label(c)} {fmt_acc(config[c])}" for c in floors_in(config.index) if math.isfinite(config[c]))
 
 
 def noise_sentence(configs: pd.DataFrame) -> str:
@@ -175,6 +224,18 @@ def _reason(verdict: str, diff: Interval, floor_missed: str | None, arm: str) ->
     if verdict == INCONCLUSIVE:
         return f" ({settle_words(diff)})"
     return ""
+
+
+def schedules_left_out_sentence(schedules: pd.DataFrame) -> str:
+    """What the trend fits leave out: trials pre-trained with a resolution schedule."""
+    if schedules.empty:
+        return ""
+    labels = sorted(set(schedules["resolution_schedule"].astype(str))) if "resolution_schedule" in schedules else []
+    words = "; ".join(describe_value("resolution_schedule", v) for v in labels[:4]) + ("; ..." if len(labels) > 4 else "")
+    return (f"{plural(len(schedules), 'trial')} pre-trained with a resolution schedule ({words}) "
+            f"{'is' if len(schedules) == 1 else 'are'} left out of these fits: a schedule is not one resolution, "
+            "so it is no point on the resolution axis. Its accuracy and cost are in the trials table and on the "
+            "Pareto plot; a grid study that pairs it with the full-resolution arm gives it a verdict.")
 
 
 def trend_sentence(row) -> str:

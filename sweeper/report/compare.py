@@ -3,7 +3,8 @@ report's claims rest on. Pure functions over a results DataFrame.
 
 A configuration is one value of every swept knob; its seeds are its replicates. Floors are
 per trial, so a configuration's floors are those of its own architecture and evaluation
-settings, never a mean over other widths.
+settings, never a mean over other widths; and those of its accuracy's protocol
+(`verdict.floor_columns`): a configurations table carries that protocol's floors only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 
 from .stats import LinearFit, difference_interval, linear_fit, mean_interval
 from .summary import describe_value, finished, fmt_number, full_size_value, label, scaled_kind
-from .verdict import FLOOR_COLUMNS, NOT_MEANINGFUL, classify, floors_beaten
+from .verdict import NOT_MEANINGFUL, classify, floor_columns, floors_beaten, floors_in
 
 LENGTH_KNOBS = ("epochs", "steps_config")  # knobs that set how long a trial trains
 COMPUTE_TOLERANCE = 1.25  # arms within this factor of each other's train PFLOPs count as equal compute
@@ -50,21 +51,23 @@ def _float(value: Any) -> float:
 
 
 STAT_COLUMNS = ("n_seeds", "seeds", "by_seed", "trial_ids", "accuracy", "low", "high", "interval_method", "interval",
-                "selection", "cost", "steps", "test_size", *FLOOR_COLUMNS)
+                "selection", "selection_by_seed", "selection_size", "cost", "steps", "test_size", "run_length", "run_unit")
 
 
 def configurations(df: pd.DataFrame, knobs: Sequence[str], accuracy: str = "knn_top1",
                    cost: str = "train_pflops") -> pd.DataFrame:
     """One row per configuration of the finished trials: knob values, seeds, the accuracy mean
-    with its interval (``interval``: a stats.Interval), the selection (validation) mean, mean
-    cost, mean floors, optimiser steps and the trial ids."""
+    with its interval (``interval``: a stats.Interval), the selection (validation) mean and its
+    per-seed values and split size, mean
+    cost, mean floors (of the accuracy's protocol), optimiser steps and the trial ids."""
     reported = reported_column(accuracy)
     select = selection_column(accuracy, df)
     keys = [k for k in knobs if k in df]
     clash = set(keys) & set(STAT_COLUMNS)
     if clash:
         raise ValueError(f"knob columns {sorted(clash)} clash with the configuration table's own columns")
-    columns = [*keys, *STAT_COLUMNS]
+    floors = floor_columns(accuracy)
+    columns = [*keys, *STAT_COLUMNS, *floors]
     done = finished(df, reported) if reported in df else df.iloc[0:0]
     if done.empty:
         return pd.DataFrame(columns=columns)
@@ -74,6 +77,8 @@ def configurations(df: pd.DataFrame, knobs: Sequence[str], accuracy: str = "knn_
         key = key if isinstance(key, tuple) else (key,)
         seeds = group["seed"] if "seed" in group else pd.Series(range(len(group)), index=group.index)
         by_seed = group.assign(_seed=seeds)[["_seed", reported]].groupby("_seed")[reported].mean().to_dict()
+        selection_by_seed = (group.assign(_seed=seeds, _select=pd.to_numeric(group[select], errors="coerce"))
+                             .groupby("_seed")["_select"].mean().to_dict())
         test_size = _mean(group, "test_size")
         interval = mean_interval(list(by_seed.values()), test_size)
         rows.append({
@@ -85,12 +90,26 @@ def configurations(df: pd.DataFrame, knobs: Sequence[str], accuracy: str = "knn_
             "accuracy": interval.mean, "low": interval.low, "high": interval.high, "interval_method": interval.method,
             "interval": interval,
             "selection": _mean(group, select),
+            "selection_by_seed": selection_by_seed,
+            "selection_size": _mean(group, "val_size" if select != reported else "test_size"),
             "cost": _mean(group, cost),
             "steps": _mean(group, "steps"),
             "test_size": test_size,
-            **{c: _mean(group, c) for c in FLOOR_COLUMNS},
+            **_run_length(group),
+            **{c: _mean(group, c) for c in floors},
         })
     return pd.DataFrame(rows, columns=columns)
+
+
+def _run_length(group: pd.DataFrame) -> dict[str, Any]:
+    """How long a configuration trains in all, in its own unit: the trial's epochs or steps, which
+    for a resolution schedule is the sum of its stages (the config normalises it so)."""
+    for column, unit in (("steps_config", "steps"), ("epochs", "epochs")):
+        if column in group:
+            values = pd.to_numeric(group[column], errors="coerce").dropna()
+            if len(values):
+                return {"run_length": float(values.mean()), "run_unit": unit}
+    return {"run_length": float("nan"), "run_unit": None}
 
 
 def _mean(group: pd.DataFrame, column: str) -> float:
@@ -113,16 +132,20 @@ def config_words(row: pd.Series, knobs: Sequence[str]) -> str:
 PAIR_COLUMNS = [
     "knob", "value", "full_value", "pairing", "context", "seeds", "accuracy", "full_accuracy", "diff", "diff_low",
     "diff_high", "diff_interval", "cost_ratio", "length", "full_length", "full_floors_beaten", "floor_missed",
-    "verdict", "primary", "trial_ids", "full_trial_ids", *(f"full_{c}" for c in FLOOR_COLUMNS),
-]
+    "verdict", "primary", "trial_ids", "full_trial_ids",
+]  # then full_<floor> for each floor the configurations carry
 
 
 def _length(row: pd.Series, lengths: Sequence[str]) -> str:
+    """'16 epochs': how long an arm trains, by the swept length knobs or else its total run length."""
     parts = []
     for k in lengths:
         v = row.get(k)
         if v is not None and not (isinstance(v, float) and math.isnan(v)):
             parts.append(f"{fmt_number(v)} {'epochs' if k == 'epochs' else 'steps'}")
+    total = _float(row.get("run_length"))
+    if not parts and math.isfinite(total):
+        parts.append(f"{fmt_number(total)} {row.get('run_unit')}")
     return ", ".join(parts)
 
 
@@ -156,11 +179,11 @@ def fair_pairs(configs: pd.DataFrame, knobs: Sequence[str]) -> pd.DataFrame:
         for _, arm in scaled.iterrows():
             same = fulls[np.logical_and.reduce([_equal(fulls[k], arm[k]) for k in fixed])] if fixed else fulls
             for _, ref in same.iterrows():
-                if all(_same(arm[k], ref[k]) for k in lengths):
-                    steps_set = "steps_config" in arm.index and _is_set(arm["steps_config"])
+                if _equal_length(arm, ref, lengths):
+                    steps_set = arm.get("run_unit") == "steps" or ("steps_config" in arm.index and _is_set(arm["steps_config"]))
                     rows.append(_pair(knob, full, EQUAL_STEPS if steps_set else EQUAL_EPOCHS, arm, ref, fixed,
                                       lengths))
-            longer = [ref for _, ref in same.iterrows() if lengths and not all(_same(arm[k], ref[k]) for k in lengths)]
+            longer = [ref for _, ref in same.iterrows() if not _equal_length(arm, ref, lengths)]
             compute = [r for r in longer if _within(arm["cost"], r["cost"], COMPUTE_TOLERANCE)
                        and _longer(arm, r, lengths)]
             if compute:
@@ -171,7 +194,7 @@ def fair_pairs(configs: pd.DataFrame, knobs: Sequence[str]) -> pd.DataFrame:
                 if steps:
                     ref = min(steps, key=lambda r: abs(arm["steps"] - r["steps"]))
                     rows.append(_pair(knob, full, EQUAL_STEPS, arm, ref, fixed, lengths))
-    table = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    table = pd.DataFrame(rows, columns=[*PAIR_COLUMNS, *(f"full_{c}" for c in floors_in(configs.columns))])
     if not table.empty:
         table["primary"] = _primary(table, configs, knobs)
     return table
@@ -191,14 +214,28 @@ def _within(a: float, b: float, factor: float) -> bool:
     return all(math.isfinite(x) and x > 0 for x in (a, b)) and max(a / b, b / a) <= factor
 
 
+def _equal_length(arm: pd.Series, ref: pd.Series, lengths: Sequence[str]) -> bool:
+    """Both arms train as long: the swept length knobs agree and so does the total run length
+    (a schedule's stages may sum to more or fewer epochs than the trial's own)."""
+    if not all(_same(arm[k], ref[k]) for k in lengths):
+        return False
+    a, b = (_float(x.get("run_length")) for x in (arm, ref))
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return True  # no run length recorded (an older or hand-made table): the swept knobs decide
+    return arm.get("run_unit") == ref.get("run_unit") and a == b
+
+
 def _longer(arm: pd.Series, ref: pd.Series, lengths: Sequence[str]) -> bool:
     """The scaled-down arm trains for more epochs or steps than the full-size one."""
-    return any(_is_set(arm[k]) and _is_set(ref[k]) and float(arm[k]) > float(ref[k]) for k in lengths)
+    if any(_is_set(arm[k]) and _is_set(ref[k]) and float(arm[k]) > float(ref[k]) for k in lengths):
+        return True
+    a, b = (_float(x.get("run_length")) for x in (arm, ref))
+    return arm.get("run_unit") == ref.get("run_unit") and math.isfinite(a) and math.isfinite(b) and a > b
 
 
 def config_floors_beaten(config: pd.Series) -> tuple[bool, str | None]:
     """`floors_beaten` for a row of `configurations`: its accuracy interval against its own floors."""
-    return floors_beaten(config["interval"], {c: config[c] for c in FLOOR_COLUMNS})
+    return floors_beaten(config["interval"], {c: config[c] for c in floors_in(config.index)})
 
 
 def _pair(knob: str, full: Any, pairing: str, arm: pd.Series, ref: pd.Series, fixed: Sequence[str],
@@ -217,7 +254,7 @@ def _pair(knob: str, full: Any, pairing: str, arm: pd.Series, ref: pd.Series, fi
         "full_floors_beaten": beaten, "floor_missed": missed,
         "verdict": classify(diff) if beaten else NOT_MEANINGFUL,
         "primary": False, "trial_ids": arm["trial_ids"], "full_trial_ids": ref["trial_ids"],
-        **{f"full_{c}": ref[c] for c in FLOOR_COLUMNS},
+        **{f"full_{c}": ref[c] for c in floors_in(ref.index)},
     }
 
 
@@ -273,6 +310,18 @@ class TrendModel:
     columns: list[str]
     accuracy: LinearFit
     cost: LinearFit | None
+    schedules: pd.DataFrame  # finished trials with a resolution schedule: not points of the fit
+
+
+def is_schedule(df: pd.DataFrame) -> pd.Series:
+    """Trials pre-trained with more than one resolution stage."""
+    if "resolution_stages" in df:
+        stages = pd.to_numeric(df["resolution_stages"], errors="coerce")
+        if stages.notna().all():
+            return stages > 1
+    if "resolution_schedule" in df:
+        return df["resolution_schedule"].astype(str).str.contains(",")
+    return pd.Series(False, index=df.index)
 
 
 def trend_model(df: pd.DataFrame, knobs: Sequence[str], accuracy: str = "knn_top1",
@@ -280,6 +329,8 @@ def trend_model(df: pd.DataFrame, knobs: Sequence[str], accuracy: str = "knn_top
     reported = reported_column(accuracy)
     done = finished(df, reported, cost) if {reported, cost} <= set(df.columns) else df.iloc[0:0]
     done = done[pd.to_numeric(done[cost], errors="coerce") > 0] if len(done) else done
+    # a schedule's `resolution` is its largest stage: fitted as that, it would pass for a full-size point
+    schedules, done = (done[is_schedule(done)], done[~is_schedule(done)]) if len(done) else (done, done)
     columns = trend_knobs(done, knobs) if len(done) else []
     if not columns:
         return None
@@ -287,7 +338,8 @@ def trend_model(df: pd.DataFrame, knobs: Sequence[str], accuracy: str = "knn_top
     acc_fit = linear_fit(X, done[reported].astype(float).to_numpy(), columns)
     if acc_fit is None:
         return None
-    return TrendModel(done, reported, columns, acc_fit, linear_fit(X, np.log2(done[cost].astype(float).to_numpy()), columns))
+    cost_fit = linear_fit(X, np.log2(done[cost].astype(float).to_numpy()), columns)
+    return TrendModel(done, reported, columns, acc_fit, cost_fit, schedules)
 
 
 def trend_fits(df: pd.DataFrame, knobs: Sequence[str], accuracy: str = "knn_top1",
@@ -311,7 +363,7 @@ def trend_fits(df: pd.DataFrame, knobs: Sequence[str], accuracy: str = "knn_top1
         cost_ratio = 2 ** cost_fit.interval(column, delta).mean if cost_fit is not None else float("nan")
         at_full = done[values == full]
         full_acc = mean_interval(list(at_full[reported].astype(float)), _mean(at_full, "test_size"))
-        beaten, missed = floors_beaten(full_acc, {c: _mean(at_full, c) for c in FLOOR_COLUMNS})
+        beaten, missed = floors_beaten(full_acc, {c: _mean(at_full, c) for c in floor_columns(accuracy)})
         rows.append({
             "knob": column, "full_value": full, "small_value": small, "diff": diff.mean, "diff_low": diff.low,
             "diff_high": diff.high, "diff_interval": diff, "per_halving": per_halving.mean,

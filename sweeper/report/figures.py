@@ -35,7 +35,7 @@ from .summary import (
     parse_schedule,
     scaled_kind,
 )
-from .verdict import MARGIN
+from .verdict import MARGIN, floor_columns
 
 DPI = 100
 STYLE = {
@@ -168,7 +168,14 @@ def _legend_handles(key: ColourKey) -> list[Line2D]:
 # ---------------------------------------------------------------- shared pieces
 
 
-FLOOR_STYLES = {"knn_pixels_top1": ("--", "raw-pixel kNN floor"), "knn_random_top1": (":", "untrained-encoder floor")}
+# every floor column (test, and the kNN validation floors the learning curves draw): line style and words
+FLOOR_STYLES = {
+    "knn_pixels_top1": ("--", "raw-pixel kNN floor"), "knn_random_top1": (":", "untrained-encoder kNN floor"),
+    "linear_pixels_top1": ("--", "raw-pixel linear-probe floor"),
+    "linear_random_top1": (":", "untrained-encoder linear-probe floor"),
+    "finetune_random_top1": (":", "fine-tuning from random init (floor)"),
+    "knn_val_pixels_top1": ("--", "raw-pixel kNN floor"), "knn_val_random_top1": (":", "untrained-encoder kNN floor"),
+}
 FLOOR_COLOUR = "0.3"
 PAIRING_COLOURS = {EQUAL_EPOCHS: "C0", EQUAL_COMPUTE: "C1", EQUAL_STEPS: "C2"}
 
@@ -339,8 +346,11 @@ def knob_figure(
                     text = _group_label(group_by, name) or "configuration mean"
                     handles.append(Line2D([], [], color=colour, marker="o", markersize=4, label=text))
             if column == accuracy:
-                for floor, (style, words) in FLOOR_STYLES.items():
-                    per_value = rows.groupby(knob)[floor].mean().reindex(order)
+                for floor in floor_columns(accuracy):
+                    style, words = FLOOR_STYLES[floor]
+                    if floor not in rows:
+                        continue
+                    per_value = pd.to_numeric(rows[floor], errors="coerce").groupby(rows[knob]).mean().reindex(order)
                     if per_value.notna().any():
                         ax.plot([position[v] for v in order], 100 * per_value.to_numpy(dtype=float), linestyle=style,
                                 color=FLOOR_COLOUR, linewidth=1, zorder=2)
@@ -423,7 +433,7 @@ def learning_curves_figure(
                     style, _ = FLOOR_STYLES[column]
                     for value in {lo, hi}:
                         ax.axhline(100 * value, color=FLOOR_COLOUR, linestyle=style, linewidth=1, zorder=0)
-            ax.autoscale_view()
+            ax.autoscale_view()  # with its margins: every floor line inside the frame
             ax.set_xlabel("epoch" if xcol == "epoch" else "cumulative train PFLOPs, counted (log)")
             ax.set_ylabel(_axis_label(ycol) if ycol != "loss" else "training loss")
             if xcol == "epoch":
@@ -440,7 +450,7 @@ def learning_curves_figure(
         for column, (lo, hi) in (floors or {}).items():
             style, words = FLOOR_STYLES[column]
             span = f"{100 * lo:.1f}%" if abs(hi - lo) < 1e-9 else f"{100 * lo:.1f}–{100 * hi:.1f}%"
-            handles.append(Line2D([], [], color=FLOOR_COLOUR, linestyle=style, label=f"{words} (test, {span})"))
+            handles.append(Line2D([], [], color=FLOOR_COLOUR, linestyle=style, label=f"{words} (validation, {span})"))
         _outside_legend(fig, handles, "Pareto set" if highlight else None)
         return fig
 
@@ -531,6 +541,8 @@ def _floor_notes(ax, part: pd.DataFrame, y_lo: float, y_hi: float) -> tuple[set[
     returned, for the legend), else words for the panel's title (edges hold no data to cover)."""
     drawn, outside = set(), []
     for column, (style, words) in FLOOR_STYLES.items():
+        if f"full_{column}" not in part:
+            continue
         rel = 100 * (part[f"full_{column}"] - part["full_accuracy"])
         rel = rel[np.isfinite(rel.to_numpy(dtype=float))]
         if rel.empty:

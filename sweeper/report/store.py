@@ -23,7 +23,7 @@ ACCURACY_COLUMNS = (
     "knn_top1_best",
     *FLOOR_METRICS,
 )
-EVALUATION_COLUMNS = ("test_size", "feature_rank", "steps", "steps_config")
+EVALUATION_COLUMNS = ("test_size", "val_size", "feature_rank", "steps", "steps_config")
 COST_COLUMNS = (
     "train_pflops",
     "eval_pflops",

@@ -69,7 +69,7 @@ def test_one_trial(make_store, tmp_path):
     index, page, _ = build(make_store(1, failed=0.0, knobs=("resolution",)), tmp_path)
     words = " ".join(page.text)
     assert "1 trial: 1 finished" in words
-    assert "No cheaper configuration comes within 1 point" in words
+    assert "No cheaper configuration holds within 1 point" in words
     assert "Verdict: none." in words
     assert "no scaled-down configuration" in words  # the S3L check explains why it is empty
     assert all((index.parent / src).exists() for src in page.images)
