@@ -16,7 +16,7 @@ import pytest
 from sweeper.cli import main
 from sweeper.runner import run_study
 from sweeper.study import load_study
-from tests.sweeper.conftest import write_study
+from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -112,3 +112,32 @@ def test_optuna_nsga2_study_runs_and_continues_without_rerunning(tmp_path: Path,
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 3
     results = pd.read_parquet(store / "results.parquet")
     assert results["backbone.width"].between(0.0625, 0.125).all()
+
+
+def test_a_steps_schedule_study_on_the_linear_probe_is_gated_by_linear_probe_floors(tmp_path: Path, local_ray, capsys):
+    """S3L's recipe in optimiser steps (8 px then 12 px, 4 steps each) against 12 px for 8 steps,
+    judged on the linear probe: `run`, `status` and `report` all work, the trials record the
+    linear probe's own floors, and the report states and gates on them (not kNN's)."""
+    trial = {**{k: v for k, v in TINY_TRIAL.items() if k != "epochs"}, "steps": 8,
+             "eval": {**TINY_TRIAL["eval"], "linear_probe": True, "floors": True, "resolution": 12}}
+    space = {"resolution": {"grid": [12, [{"resolution": 8, "steps": 4}, {"resolution": 12, "steps": 4}]]}}
+    path = write_study(tmp_path, name="steps", space=space, trial=trial,
+                       objectives={"linear_top1": "max", "train_pflops": "min"})
+    assert main(["run", str(path)]) == 0
+    store = tmp_path / "runs" / "steps"
+    results = pd.read_parquet(store / "results.parquet")
+    assert sorted(results["resolution_schedule"]) == ["12", "8x4s,12x4s"]
+    assert list(results["resolution_stages"].sort_values()) == [1, 2]
+    for column in ("linear_pixels_top1", "linear_random_top1", "linear_val_pixels_top1", "linear_val_random_top1"):
+        assert results[column].between(0.1, 1).all(), column
+    assert (results["linear_pixels_top1"] != results["knn_pixels_top1"]).all()
+    capsys.readouterr()
+    assert main(["status", str(store)]) == 0
+    assert "2" in capsys.readouterr().out
+    assert main(["report", str(store)]) == 0
+    summary = (tmp_path / "reports" / "steps" / "summary.txt").read_text()
+    assert "raw-pixel linear top-1" in summary and "raw-pixel kNN" not in summary
+    assert "Pre-training did not beat raw pixels here" in summary  # 8 optimiser steps learn less than pixels hold
+    pairs = pd.read_csv(tmp_path / "reports" / "steps" / "s3l_pairs.csv")
+    assert list(pairs["pairing"]) == ["equal steps"] and list(pairs["value"]) == ["8x4s,12x4s"]  # 4 + 4 steps against 8
+    assert list(pairs["floor_missed"]) == ["linear_pixels_top1"]
