@@ -40,6 +40,8 @@ class Mutation:
 
 M = Mutation
 WRITE = "tests/sweeper/report/test_report_write.py"
+CLAIMS = "tests/sweeper/report/test_report_claims.py"
+TRAINER = "tests/s3l_core/test_trainer.py"
 CORRUPT_NOTE = "test_a_corrupt_checkpoint_restart_is_a_banner_and_a_note_in_the_trials_table"
 MUTATIONS: tuple[Mutation, ...] = (
     # ------------------------------------------------------------- the issue's table
@@ -238,8 +240,45 @@ MUTATIONS: tuple[Mutation, ...] = (
       "        write_atomic(folder / name, data)\n",
       "        (folder / name).write_bytes(data)\n",
       (f"{WRITE}::test_a_report_that_fails_to_sync_or_rename_keeps_the_old_report",)),
+    # ------------------------------------------------------------- issue 24: protocol floors, schedules, selection
+    M("every_objective_gated_by_knn_floors", "sweeper/report/verdict.py",
+      "    f = floors_of(accuracy)\n",
+      "    f = floors_of(\"knn_top1\")\n",
+      (f"{CLAIMS}::test_each_objective_is_gated_by_the_floors_of_its_own_protocol",)),
+    M("finetune_floor_is_the_pixel_probe", "s3l_core/protocol.py",
+      "            finetune_random = tuned.top1\n",
+      "            finetune_random = dict(linear_pixels)\n",
+      ("tests/s3l_core/test_trainer.py::test_each_protocol_has_its_own_floors_on_validation_and_test",)),
+    M("cheapest_on_test_means", "sweeper/report/claims.py",
+      "        if classify(diff) == HOLDS:\n            return row",
+      "        if row[\"accuracy\"] >= best[\"accuracy\"] - 0.01:\n            return row",
+      (f"{CLAIMS}::test_headline_cheapest_within_a_point_ties_and_no_finished_trials",)),
+    M("schedule_length_ignored_in_pairing", "sweeper/report/compare.py",
+      '    return arm.get("run_unit") == ref.get("run_unit") and a == b',
+      "    return True",
+      (f"{CLAIMS}::test_a_schedule_is_paired_at_equal_total_epochs_and_its_label_is_true_of_both_arms",)),
+    M("schedule_fitted_as_full_size", "sweeper/report/compare.py",
+      "    schedules, done = (done[is_schedule(done)], done[~is_schedule(done)]) if len(done) else (done, done)",
+      "    schedules = done.iloc[0:0]",
+      (f"{CLAIMS}::test_trend_fits_leave_schedules_out_of_the_resolution_axis",)),
+    M("curves_draw_stale_trials", "sweeper/report/build.py",
+      '    have = set(epochs["trial_id"].unique()) & set(df["trial_id"])',
+      '    have = set(epochs["trial_id"].unique())',
+      ("tests/sweeper/report/test_report_figures.py",)),
+    M("curves_draw_test_floors", "sweeper/report/build.py",
+      '    split_floors = (knn.val_pixels, knn.val_random) if accuracy == "knn_val_top1" else (knn.pixels, knn.random)',
+      "    split_floors = (knn.pixels, knn.random)",
+      ("tests/sweeper/report/test_report_figures.py",)),
+    # ------------------------------------------------------------- issue 28: equivalence of a resumed trial
+    M("resume_drops_optimiser_state", "s3l_core/trainer.py",
+      '        optimiser.load_state_dict(state["optimizer"])\n',
+      "        pass\n",
+      (f"{TRAINER}::test_a_resumed_trial_is_bit_identical_to_an_uninterrupted_one",)),
+    M("resume_drops_view_generator", "s3l_core/trainer.py",
+      '        view_rng.set_state(state["view_rng"])\n',
+      "        pass\n",
+      (f"{TRAINER}::test_a_resumed_trial_is_bit_identical_to_an_uninterrupted_one",)),
 )
-
 
 def scratch_copy(destination: Path) -> None:
     """Copy the working tree's tracked and untracked-not-ignored files (uncommitted edits included)."""

@@ -265,3 +265,37 @@ def test_the_trainer_takes_every_stages_augmentation_from_the_datasets_size_not_
     train(tiny(epochs=2, resolution=[{"resolution": 8, "epochs": 1}, {"resolution": 12, "epochs": 1}],
                eval={"every": 1, "knn_k": 10, "linear_probe": False, "floors": False, "resolution": 12}), dataset=sample)
     assert asked and set(asked) == {sample.native_size}
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco_v2", "byol", "simsiam", "supervised"])
+def test_a_resumed_trial_is_bit_identical_to_an_uninterrupted_one(sample, tmp_path: Path, method):
+    """Resuming from the epoch-1 checkpoint must restore everything that shapes training (weights,
+    optimiser state, batch stream, view generator, momentum encoder, queue): the final weights and
+    every number match a run that was never stopped, on the CPU bit for bit."""
+    import shutil
+
+    from s3l_core.checkpoint import load_checkpoint
+
+    config = tiny(method=method, epochs=2, eval={"every": 1, "knn_k": 10, "linear_probe": False, "floors": False})
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir(), part.mkdir()
+    saved = tmp_path / "epoch1"
+
+    def keep_first(record, path):
+        if record.epoch == 1:
+            shutil.copytree(path.parent, saved)
+
+    uninterrupted = train(config, on_epoch=keep_first, checkpoint_dir=whole, dataset=sample)
+    resumed = train(config, resume_from=saved / CHECKPOINT_NAME, checkpoint_dir=part, dataset=sample)
+    assert resumed.resumed_from_epoch == 1
+    a, b = load_checkpoint(whole / CHECKPOINT_NAME), load_checkpoint(part / CHECKPOINT_NAME)
+    assert a["model"].keys() == b["model"].keys()
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for key in a["optimizer"]["state"]:
+        for slot, value in a["optimizer"]["state"][key].items():
+            assert torch.equal(value, b["optimizer"]["state"][key][slot]), (key, slot)
+    strip = lambda records: [dataclasses.replace(r, wall_s_cum=0.0, img_per_s=0.0) for r in records]  # noqa: E731
+    assert strip(uninterrupted.epochs) == strip(resumed.epochs)
+    assert (uninterrupted.knn_top1, uninterrupted.knn_val_top1, uninterrupted.train_pflops) == (resumed.knn_top1, resumed.knn_val_top1, resumed.train_pflops)
