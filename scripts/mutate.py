@@ -42,6 +42,7 @@ M = Mutation
 WRITE = "tests/sweeper/report/test_report_write.py"
 CLAIMS = "tests/sweeper/report/test_report_claims.py"
 TRAINER = "tests/s3l_core/test_trainer.py"
+RUNNER = "tests/sweeper/test_runner.py"
 CORRUPT_NOTE = "test_a_corrupt_checkpoint_restart_is_a_banner_and_a_note_in_the_trials_table"
 MUTATIONS: tuple[Mutation, ...] = (
     # ------------------------------------------------------------- the issue's table
@@ -278,8 +279,24 @@ MUTATIONS: tuple[Mutation, ...] = (
       '        view_rng.set_state(state["view_rng"])\n',
       "        pass\n",
       (f"{TRAINER}::test_a_resumed_trial_is_bit_identical_to_an_uninterrupted_one",)),
+    # ------------------------------------------------------------- issue 28: absolute counts, what Ray and Optuna are told
+    M("forward_flops_counted_as_macs", "s3l_core/cost.py",
+      "        encoder(x)\n    return float(counter.get_total_flops())",
+      "        encoder(x)\n    return float(counter.get_total_flops()) / 2",
+      ("tests/s3l_core/test_cost.py",)),
+    M("asha_on_the_test_number", "sweeper/runner.py",
+      "        time_attr=\"epoch\", metric=selection_metric(objective), mode=study.objectives[objective],",
+      "        time_attr=\"epoch\", metric=objective, mode=study.objectives[objective],",
+      (f"{RUNNER}::test_the_scheduler_and_the_searchers_optimise_validation_numbers_in_the_studys_direction",)),
+    M("nsga_optimises_the_first_objective_only", "sweeper/runner.py",
+      "        metric=metrics if len(metrics) > 1 else metrics[0],",
+      "        metric=metrics[0],",
+      (f"{RUNNER}::test_the_scheduler_and_the_searchers_optimise_validation_numbers_in_the_studys_direction",)),
+    M("searcher_mode_flipped", "sweeper/runner.py",
+      "        mode=modes if len(modes) > 1 else modes[0],",
+      "        mode=[{\"max\": \"min\", \"min\": \"max\"}[m] for m in modes] if len(modes) > 1 else modes[0],",
+      (f"{RUNNER}::test_the_scheduler_and_the_searchers_optimise_validation_numbers_in_the_studys_direction",)),
 )
-
 def scratch_copy(destination: Path) -> None:
     """Copy the working tree's tracked and untracked-not-ignored files (uncommitted edits included)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],

@@ -402,19 +402,24 @@ def driver_files(store: AnyStore) -> Iterator[Path]:
                 log.warning("could not copy %s back to %s: %s", ", ".join(DRIVER_FILES), store.location, exc)
 
 
+def _scheduler(study: Study) -> Any:
+    """ASHA on the first objective's validation number (never test), or None."""
+    if study.scheduler.type != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    objective = next(iter(study.objectives))
+    return ASHAScheduler(
+        time_attr="epoch", metric=selection_metric(objective), mode=study.objectives[objective],
+        max_t=10**6, grace_period=study.scheduler.grace_period, reduction_factor=study.scheduler.reduction_factor,
+    )  # fmt: skip
+
+
 def _tuner(
     study: Study, store: AnyStore, context: TrialContext, searcher: Any, param_space: dict[str, Any], num_samples: int, total: int, reused: int,
     eta: Eta | None = None, verbose: bool = False, driver_dir: Path | None = None, lease: Lease | None = None,
 ) -> tune.Tuner:
-    scheduler = None
-    if study.scheduler.type == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        objective = next(iter(study.objectives))
-        scheduler = ASHAScheduler(
-            time_attr="epoch", metric=selection_metric(objective), mode=study.objectives[objective],
-            max_t=10**6, grace_period=study.scheduler.grace_period, reduction_factor=study.scheduler.reduction_factor,
-        )  # fmt: skip
+    scheduler = _scheduler(study)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     progress = StudyProgress(store, context, total, reused, eta)
     storage_path, storage_filesystem = store.ray_storage()

@@ -89,6 +89,8 @@ def _validate(c: StudyChecker) -> Study | None:
             check_effects(c, dataset, base, config, space)
     if config is not None and "finetune_top1" in (objectives or {}) and config.eval.finetune is None and "eval.finetune" not in space:
         c.problem("objectives.finetune_top1", "needs fine-tuning: set trial.eval.finetune, e.g. {epochs: 10, lr: 0.05}")
+    if config is not None and "linear_top1" in (objectives or {}) and not config.eval.linear_probe and "eval.linear_probe" not in space:
+        c.problem("objectives.linear_top1", "needs the linear probe: set trial.eval.linear_probe: true")
     if c.problems or c.doc.problems:
         return None
     return Study(

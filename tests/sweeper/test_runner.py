@@ -149,3 +149,27 @@ def test_the_summary_counts_the_hosts_finished_trials_ran_on_not_ray_node_ids(tm
     assert run_with_fake_ray(study, monkeypatch, tables=True)[0].nodes == 1
     record(points[2], "other:11112222")
     assert run_with_fake_ray(study, monkeypatch, tables=True)[0].nodes == 2
+
+
+def test_the_scheduler_and_the_searchers_optimise_validation_numbers_in_the_studys_direction(tmp_path: Path):
+    """What Ray and Optuna are told: ASHA and TPE the first objective, NSGA-II every objective,
+    each as its validation twin (never a test number) and in the study's own direction."""
+    import sweeper.runner as runner
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import TINY_TRIAL, write_study
+
+    asha = load_study(write_study(tmp_path, name="asha", objectives={"knn_top1": "max", "train_pflops": "min"},
+                                  scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2}))
+    scheduler = runner._scheduler(asha)
+    assert (scheduler._metric, scheduler._mode, scheduler._time_attr) == ("knn_val_top1", "max", "epoch")
+    assert runner._scheduler(load_study(write_study(tmp_path, name="plain"))) is None
+    space = {"backbone.width": {"uniform": [0.0625, 0.125]}}
+    probe = {**TINY_TRIAL, "eval": {**TINY_TRIAL["eval"], "linear_probe": True}}
+    tpe = load_study(write_study(tmp_path, name="tpe", space=space, trial=probe, objectives={"linear_top1": "max", "train_pflops": "min"},
+                                 search={"algorithm": "optuna-tpe", "num_samples": 2, "seed": 0}))
+    searcher, _, samples = runner._searcher_and_samples(tpe, tmp_path, [], 0)
+    assert (searcher.metric, searcher.mode, samples) == ("linear_val_top1", "max", 2)
+    nsga = load_study(write_study(tmp_path, name="nsga", space=space, objectives={"knn_top1_best": "max", "train_pflops": "min"},
+                                  search={"algorithm": "optuna-nsga2", "num_samples": 3, "seed": 0}))
+    searcher, _, samples = runner._searcher_and_samples(nsga, tmp_path, [], 1)
+    assert (searcher.metric, searcher.mode, samples) == (["knn_top1_best", "train_pflops"], ["max", "min"], 2)

@@ -382,6 +382,10 @@ def test_a_finetune_objective_needs_finetuning(tmp_path: Path) -> None:
     assert problem.key_path == "objectives.finetune_top1" and "trial.eval.finetune" in problem.message
     path.write_text(VALID.replace("objectives: {knn_top1: max}", "objectives: {finetune_top1: max}").replace("trial: {epochs: 2}", "trial: {epochs: 2, eval: {finetune: {epochs: 1}}}"))
     assert load_study(path, cluster_resources=CPU_ONLY).objectives == {"finetune_top1": "max"}
+    path.write_text(VALID.replace("objectives: {knn_top1: max}", "objectives: {linear_top1: max}").replace("trial: {epochs: 2}", "trial: {epochs: 2, eval: {linear_probe: false}}"))
+    with pytest.raises(StudyError) as info:
+        load_study(path, cluster_resources=CPU_ONLY)
+    assert "objectives.linear_top1" in str(info.value) and "trial.eval.linear_probe: true" in str(info.value)
 
 
 # A 1.3 KB text, as /etc/passwd is: what a study symlinked to another file may read as one long string.
