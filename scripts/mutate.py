@@ -296,7 +296,18 @@ MUTATIONS: tuple[Mutation, ...] = (
       "        mode=modes if len(modes) > 1 else modes[0],",
       "        mode=[{\"max\": \"min\", \"min\": \"max\"}[m] for m in modes] if len(modes) > 1 else modes[0],",
       (f"{RUNNER}::test_the_scheduler_and_the_searchers_optimise_validation_numbers_in_the_studys_direction",)),
+    # ------------------------------------------------------------- issue 28: augmentation by operation
+    M("views_share_their_geometry", "s3l_core/views.py",
+      "    out = _resized_crop(x, resolution, preset, u)\n",
+      "    out = _resized_crop(x, resolution, preset, torch.rand(x.shape[0], _DRAWS, generator=torch.Generator(device=x.device).manual_seed(0), device=x.device))\n",
+      ("tests/s3l_core/test_views.py",)),
+    M("flip_by_image_not_by_view", "s3l_core/views.py",
+      "    mirror = torch.where(u[:, _FLIP] < preset.flip, -1.0, 1.0)",
+      "    mirror = torch.where((torch.arange(n, device=u.device) % 2 == 0) & (preset.flip > 0), -1.0, 1.0)",
+      ("tests/s3l_core/test_views.py",)),
 )
+
+
 def scratch_copy(destination: Path) -> None:
     """Copy the working tree's tracked and untracked-not-ignored files (uncommitted edits included)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],

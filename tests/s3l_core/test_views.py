@@ -56,6 +56,32 @@ def test_two_views_differ() -> None:
     assert not torch.allclose(v1, v2)
 
 
+def test_two_views_take_independent_crops() -> None:
+    """Geometry alone must differ between the views (not only colour jitter): with a crop-only
+    preset nearly every image gets two different crops."""
+    x = smooth_images(n=32, c=3, size=32, seed=3)
+    v1, v2 = views(x, 32, dataclasses.replace(IDENTITY, min_scale=0.2))
+    differs = (v1 - v2).abs().flatten(1).amax(1) > 0.05
+    assert differs.float().mean() > 0.9
+
+
+def test_two_views_flip_independently() -> None:
+    """With a flip-only preset each view of an image is the image or its mirror, drawn per view:
+    some images come out mirrored in one view only, others the same in both."""
+    x = images(n=64)
+    plain = eval_batch(x, 32, MEAN3, STD3)
+    v1, v2 = views(x, 32, dataclasses.replace(IDENTITY, flip=0.5))
+    mirrored = []
+    for v in (v1, v2):
+        same = (v - plain).abs().flatten(1).amax(1) < 1e-5
+        flipped = (v - plain.flip(-1)).abs().flatten(1).amax(1) < 1e-5
+        assert (same ^ flipped).all()  # each view is exactly one of the two
+        mirrored.append(flipped)
+    disagree = (mirrored[0] != mirrored[1]).float().mean()
+    assert 0.25 < disagree < 0.75  # independent fair coins disagree about half the time
+    assert 0.3 < mirrored[0].float().mean() < 0.7
+
+
 def test_identity_preset_reproduces_the_image() -> None:
     x = images()
     v1, v2 = views(x, 32, IDENTITY)
