@@ -268,10 +268,6 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
     report_dir = report_location(study) if report else None
     with claimed_store(store, report_dir, study.name) as lease, _stopped_if_lost(store, lease), driver_files(store) as driver_dir:
         # (a locked or unwritable store is refused before Ray starts)
-        connect(cluster_address(study, address))
-        check_capacity(study)
-        store.put("study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
-        store.put_json("provenance.json", provenance(ray.cluster_resources()))
         context = _context(study, root, lease.fence if lease is not None else None)
         finished = store.finished_ids()
 
@@ -286,7 +282,13 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
             total, reused, pending = study.search.num_samples, min(len(finished), study.search.num_samples), []
         searcher, param_space, num_samples = _searcher_and_samples(study, driver_dir, pending, reused)
         launched = len(pending) if searcher is None else num_samples
-        print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {store.location}", flush=True)
+        idle = "; nothing to launch, so Ray is not started" if not launched else ""
+        print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {store.location}{idle}", flush=True)
+        if launched:  # the cluster, and the environment the new trials run in (kept from the last run otherwise)
+            connect(cluster_address(study, address))
+            check_capacity(study)
+            store.put_json("provenance.json", provenance(ray.cluster_resources()))
+        store.put("study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
         if launched and "tensorboard" in study.loggers:
             print(tensorboard_hint(store.join("ray")), flush=True)
 

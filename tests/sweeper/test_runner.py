@@ -173,3 +173,24 @@ def test_the_scheduler_and_the_searchers_optimise_validation_numbers_in_the_stud
                                   search={"algorithm": "optuna-nsga2", "num_samples": 3, "seed": 0}))
     searcher, _, samples = runner._searcher_and_samples(nsga, tmp_path, [], 1)
     assert (searcher.metric, searcher.mode, samples) == (["knn_top1_best", "train_pflops"], ["max", "min"], 2)
+
+
+def test_a_run_with_nothing_to_launch_never_connects_to_ray(tmp_path: Path, monkeypatch, capsys):
+    """Every trial finished: `run` says so and rebuilds the tables and state, but starts no Ray
+    (40 s of start-up for nothing, issue 26) and keeps the provenance of the run that trained."""
+    import sweeper.runner as runner
+    from sweeper.study import load_study
+    from sweeper.store import store_root
+    from tests.sweeper.conftest import write_study
+
+    study = load_study(write_study(tmp_path, grid=[8, 12]))
+    write_records(study, ["finished", "finished"])
+    (store_root(study) / "provenance.json").write_text('{"torch": "the run that trained"}')
+    connected = []
+    run_with_fake_ray(study, monkeypatch)  # fakes Ray's cluster and Tuner; then connecting is recorded
+    monkeypatch.setattr(runner, "connect", lambda address: connected.append(address))
+    summary = runner.run_study(study, report=False)
+    assert (summary.total, summary.reused, summary.launched) == (2, 2, 0) and connected == []
+    assert "nothing to launch, so Ray is not started" in capsys.readouterr().out
+    assert (store_root(study) / "provenance.json").read_text() == '{"torch": "the run that trained"}'
+    assert finishes[-1] == "finished"
