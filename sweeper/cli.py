@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="progress of a study from its store")
     status.add_argument("target", type=target_type, help=STORE_TARGET_HELP)
     status.add_argument("--storage", help="override the study's storage directory")
+    status.add_argument("--json", action="store_true", help="print the state, counts and trials as one JSON object")
     validate = commands.add_parser("validate", help="check study files; print every problem")
     validate.add_argument("studies", type=Path, nargs="+", help=TARGET_HELP + "; several at once")
     estimate = commands.add_parser("estimate", help="the trials and their predicted cost: PFLOPs, wall time and device-hours on this CPU and on GPUs")
@@ -201,36 +203,66 @@ def _shown(location: Path | str, name: str | None = None) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from sweeper.object_store import open_store
+    from sweeper.plan import planned_trials
     from sweeper.store import StoreError
 
     root = args.target
+    if isinstance(root, Path) and not root.exists():
+        raise UserFacingError(f"{root}: no such file or folder (a study file, or its store runs/<name>)")
     try:
         if isinstance(root, Path) and root.is_file():
-            from sweeper.plan import planned_trials
             from sweeper.store import store_root
 
             study = _load(root)
             root = store_root(study, args.storage)
             store = open_store(root)
             if not store.has("study.yaml"):  # not run yet: nothing to read, nothing wrong
-                print(f"{store.location}: not run yet, 0 of {planned_trials(study)} trials finished")
+                planned = planned_trials(study)
+                _print_status(args, store.location, "not run yet", planned, None)
                 return 0
         store = open_store(root)
         if not store.has("study.yaml"):
             raise UserFacingError(f"{store.location} is not a study store (no study.yaml); run the study first")
+        try:
+            planned: int | None = planned_trials(_stored_study(store))
+        except UserFacingError:  # a study.yaml the store's own run did not write: the records still count
+            planned = None
         from sweeper.results import results_frame  # pandas: only once there is a store to read
 
         results = results_frame(store.records())
         state = store.state()
     except StoreError as exc:
         raise UserFacingError(str(exc)) from None
-    counts = results["status"].value_counts().to_dict() if len(results) else {}
-    print(f"{store.location}: state {state}, {len(results)} trial records: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    if len(results):
-        columns = [c for c in ("trial_id", "status", "resolution_schedule", "backbone.width", "data_fraction", "epochs", "seed", "knn_top1",
-                               "knn_pixels_top1", "knn_random_top1", "train_pflops", "wall_s") if c in results]  # a kNN figure beside its floors
-        print(results[columns].to_string(index=False))
+    _print_status(args, store.location, state, planned, results)
     return 0
+
+
+STATUS_COLUMNS = ("trial_id", "status", "resolution_schedule", "backbone.width", "data_fraction", "epochs", "seed", "knn_top1",
+                  "knn_pixels_top1", "knn_random_top1", "train_pflops", "wall_s")  # a kNN figure beside its floors
+
+
+def _print_status(args: argparse.Namespace, location: Any, state: str, planned: int | None, results: Any) -> None:
+    """'k of N planned trials finished' (N from the study as it now stands), then the trials; or JSON."""
+    counts = results["status"].value_counts().to_dict() if results is not None and len(results) else {}
+    finished = int(counts.get("finished", 0))
+    if args.json:
+        rows = [] if results is None else results[[c for c in STATUS_COLUMNS if c in results]].to_dict("records")
+        trials = [{k: None if isinstance(v, float) and v != v else v for k, v in row.items()} for row in rows]  # NaN is not JSON
+        print(json.dumps({"store": str(location), "state": state, "planned": planned, "finished": finished,
+                          "statuses": {str(k): int(v) for k, v in counts.items()}, "trials": trials}, default=str))
+        return
+    others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "finished")
+    of = f" of {planned} planned" if planned is not None else ""
+    state_words = state if state == "not run yet" else f"state {state}"
+    print(f"{location}: {state_words}, {finished}{of} trials finished" + (f" ({others})" if others else ""))
+    if results is not None and len(results):
+        from sweeper.report.summary import fmt_acc
+
+        table = results[[c for c in STATUS_COLUMNS if c in results]].copy()
+        for column in ("knn_top1", "knn_pixels_top1", "knn_random_top1"):  # percentages, as the report prints them
+            if column in table:
+                table[column] = [fmt_acc(v) if v == v and v is not None else "" for v in table[column]]
+        print(table.to_string(index=False))
 
 
 def _stored_study(store: Any) -> Study:

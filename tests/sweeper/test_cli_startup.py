@@ -3,6 +3,7 @@ every command takes a study file or its store; `status` before a run says 0 of N
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,8 +69,30 @@ def test_status_before_any_run_says_none_of_n_finished(tmp_path, capsys):
 
     path = write_study(tmp_path, grid=[8, 12, 16], seeds=[0, 1])
     assert main_cli(["status", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == f"{(tmp_path / 'runs' / 'tiny').resolve()}: not run yet, 0 of 6 trials finished"
+    assert capsys.readouterr().out.strip() == f"{(tmp_path / 'runs' / 'tiny').resolve()}: not run yet, 0 of 6 planned trials finished"
     assert not (tmp_path / "runs").exists()
+    assert main_cli(["status", str(path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["state"], status["planned"], status["finished"], status["trials"]) == ("not run yet", 6, 0, [])
+    assert main_cli(["status", str(tmp_path / "nosuch.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nosuch.yaml'}: no such file or folder (a study file, or its store runs/<name>)"
+
+
+def test_status_counts_finished_trials_against_the_study_as_it_now_stands(tmp_path, capsys):
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import write_study
+    from tests.sweeper.test_runner import write_records
+
+    path = write_study(tmp_path, grid=[8, 12, 16])
+    write_records(load_study(path), ["finished", "failed"])
+    store = tmp_path / "runs" / "tiny"
+    (store / "study.yaml").write_text(path.read_text())  # as a run leaves it
+    assert main_cli(["status", str(store)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"{store.resolve()}: state unknown (no state.json), 1 of 3 planned trials finished (1 failed)"
+    assert main_cli(["status", str(store), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["planned"], status["finished"], status["statuses"]) == (3, 1, {"finished": 1, "failed": 1})
+    assert sorted(t["status"] for t in status["trials"]) == ["failed", "finished"]
 
 
 def test_every_command_takes_a_study_file_or_its_store(tmp_path, capsys):
