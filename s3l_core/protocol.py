@@ -131,7 +131,7 @@ class Evaluator:
         The same for every trial that shares dataset, architecture, evaluation settings and
         seed, so a process that runs many trials (a reused Ray actor) computes them once.
         """
-        c, e, s = self.config, self.config.eval, self.splits
+        c, e = self.config, self.config.eval
         key = (c.dataset, c.data_dir, c.image_size, c.backbone, self.stem, self.resolution, c.seed, e.knn_k, e.knn_temperature,
                e.val_fraction, e.bn_recalibrate, e.linear_probe, e.finetune, self.device.type)  # fmt: skip
         if key not in _FLOOR_CACHE:

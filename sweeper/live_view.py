@@ -73,32 +73,52 @@ def parameter_columns(study: Study, grid: bool) -> dict[str, str]:
 @dataclass
 class Eta:
     """Time left. Before any progress: the trials left at the cost model's rate (FLOPs only).
-    After: the rate so far in trials per second, counting the trials ended in this run and
-    the share of its rounds each running trial has reported (start-up and evaluation included)."""
+    After: each running trial's own pace (the share of its rounds reported since it started)
+    gives its time left, trials not yet started take the mean trial time seen so far, and they
+    are laid out over the study's `slots`, so the longest trial running alone at the end counts
+    (a study-wide rate of trials per second was 1.5x optimistic: issue 27)."""
 
     mean_trial_pflops: float
     predicted_tflops: float | None  # the study's rate with its trials at once (cost model); None when unknown
     started: float
     rounds_of: Callable[[dict[str, Any]], int] = lambda config: 1  # a Ray trial config -> its rounds
+    slots: int = 1  # trials at once
+    clock: Callable[[], float] = time.monotonic
     ended_here: int = 0
     running: dict[str, float] = field(default_factory=dict)  # Ray trial id -> share of rounds reported
+    began: dict[str, float] = field(default_factory=dict)  # Ray trial id -> when it started (a slot freed)
+    durations: list[float] = field(default_factory=list)  # trials ended in this run
+    last_end: float | None = None
 
     def progress(self, trial_id: str, config: dict[str, Any], rounds_done: int) -> None:
+        # a trial starts when a slot frees: at the run's start, or when the last trial before it ended
+        self.began.setdefault(trial_id, max(self.started, self.last_end or self.started))
         self.running[trial_id] = min(1.0, rounds_done / max(1, self.rounds_of(config)))
 
     def ended(self, trial_id: str) -> None:
+        now = self.clock()
         self.running.pop(trial_id, None)
+        if trial_id in self.began:
+            self.durations.append(now - self.began.pop(trial_id))
         self.ended_here += 1
+        self.last_end = now
 
     def seconds_left(self, trials_left: int) -> tuple[float | None, str]:
-        """(seconds, where the rate comes from)."""
+        """(seconds, where the estimate comes from)."""
         if trials_left <= 0:
             return 0.0, "done"
-        underway = sum(self.running.values())
-        done = self.ended_here + underway
-        elapsed = time.monotonic() - self.started
-        if done > 0 and elapsed > 0:
-            return max(0.0, trials_left - underway) * elapsed / done, "rate so far"
+        now = self.clock()
+        underway = {t: share for t, share in self.running.items() if share > 0 and t in self.began}
+        projected = {t: (now - self.began[t]) / share for t, share in underway.items()}  # each one's whole duration
+        known = self.durations or list(projected.values())
+        if known:
+            typical = sum(known) / len(known)
+            free = sorted(max(0.0, projected[t] - (now - self.began[t])) for t in underway)
+            free += [0.0] * max(0, self.slots - len(free))
+            for _ in range(max(0, trials_left - len(underway))):  # each waiting trial takes the first free slot
+                free.sort()
+                free[0] += typical
+            return max(free), "trials so far"
         if self.predicted_tflops:
             return trials_left * self.mean_trial_pflops * 1e15 / (self.predicted_tflops * 1e12), "cost model, start-up apart"
         return None, "unknown"
@@ -138,7 +158,7 @@ def make_eta(study: Study, pending: list[dict[str, Any]], rounds_of: Callable[[d
     if seconds:
         wall = makespan(seconds, at_once)
         tflops = sum(pflops) * 1e3 / wall if wall > 0 else None  # the rate the pending trials' FLOPs get done at
-    return Eta(sum(pflops) / len(pflops), tflops, time.monotonic(), rounds_of)
+    return Eta(sum(pflops) / len(pflops), tflops, time.monotonic(), rounds_of, slots=at_once)
 
 
 class StudyReporter(CLIReporter):

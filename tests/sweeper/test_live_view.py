@@ -5,7 +5,6 @@ the ETA arithmetic (issue 12)."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,39 @@ from sweeper.study import load_study
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 
-def test_eta_uses_the_cost_model_until_progress_then_the_rate_so_far():
-    eta = Eta(mean_trial_pflops=2.0, predicted_tflops=1000.0, started=time.monotonic() - 100, rounds_of=lambda config: 4)
+class Clock:
+    def __init__(self, now: float = 0.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_eta_uses_the_cost_model_until_progress_then_each_trials_pace():
+    clock = Clock(100.0)
+    eta = Eta(mean_trial_pflops=2.0, predicted_tflops=1000.0, started=0.0, rounds_of=lambda config: 4, slots=2, clock=clock)
     seconds, source = eta.seconds_left(3)
     assert source.startswith("cost model") and seconds == pytest.approx(3 * 2e15 / 1e15)
-    eta.progress("a", {}, 2)  # half of trial a in ~100 s, trial b not started: 0.5 trials per 100 s
+    eta.progress("a", {}, 2)  # half of trial a in 100 s: a needs 100 s more, and 2 waiting trials take 200 s each
     seconds, source = eta.seconds_left(3)
-    assert source == "rate so far" and seconds == pytest.approx((3 - 0.5) * 100 / 0.5, rel=0.02)
-    eta.ended("a")
-    eta.progress("b", {}, 1)  # 1 + 0.25 trials in ~100 s
-    assert eta.seconds_left(2)[0] == pytest.approx((2 - 0.25) * 100 / 1.25, rel=0.02)
+    assert source == "trials so far" and seconds == pytest.approx(300)  # slot 1: a then one; slot 2: the other
     assert eta_text(eta.seconds_left(0)) == "ETA 0 s"
-    assert eta_text(Eta(1.0, None, time.monotonic()).seconds_left(2)) == "ETA unknown until a trial reports progress"
-    assert eta_text((7200.0, "rate so far")) == "ETA 2.0 h (rate so far)"
+    assert eta_text(Eta(1.0, None, 0.0, clock=clock).seconds_left(2)) == "ETA unknown until a trial reports progress"
+    assert eta_text((7200.0, "trials so far")) == "ETA 2.0 h (trials so far)"
+
+
+def test_the_eta_counts_the_longest_trial_running_alone_at_the_end():
+    """The quickstart's case: an 8 px and a 14 px trial side by side. When the 8 px one ends at
+    100 s the 14 px one is 40% done: 150 s are left, not the 43 s a study-wide rate says."""
+    clock = Clock(0.0)
+    eta = Eta(1.0, None, 0.0, rounds_of=lambda config: 10, slots=2, clock=clock)
+    eta.progress("big", {}, 1), eta.progress("small", {}, 1)
+    clock.now = 100.0
+    eta.progress("big", {}, 4)
+    eta.ended("small")
+    assert eta.seconds_left(1) == (pytest.approx(150.0), "trials so far")
+    eta.progress("next", {}, 0)  # a third trial starts in the freed slot, nothing reported yet
+    assert eta.seconds_left(2)[0] == pytest.approx(150.0)  # 100 s (the small one's time) fits beside the big one's 150
 
 
 def test_the_first_eta_is_what_estimate_predicts_from_the_cached_rates(tmp_path: Path, monkeypatch):
