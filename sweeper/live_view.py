@@ -206,7 +206,7 @@ def logger_callbacks(study: Study, store_root: Path) -> list[Any]:
 
 
 def tensorboard_hint(ray_dir: Path) -> str:
-    return f"TensorBoard: tensorboard --logdir {ray_dir}"
+    return f"TensorBoard: tensorboard --logdir {ray_dir}   (the viewer: pip install -e '.[tensorboard]')"
 
 
 def record_optuna_objectives(study: Study, storage_url: str) -> None:
