@@ -181,7 +181,8 @@ class StudyProgress(tune.Callback):
         if self.context.budget_metric:
             budget = f", {self.spent[self.context.budget_metric]:.4g} of {self.context.budget_limit:g} {self.context.budget_metric} budget spent"
         else:
-            budget = f", {self.spent['gpu_hours']:.3g} GPU-hours, {self.spent['pflops']:.3g} PFLOPs spent"
+            gpu = f"{self.spent['gpu_hours']:.3g} GPU-hours, " if self.context.gpu_fraction > 0 else ""  # none on a CPU study
+            budget = f", {gpu}{self.spent['pflops']:.3g} PFLOPs spent by ended trials"
         eta = ""
         if self.eta is not None:
             left = self.total - self.done - self.failed
