@@ -308,3 +308,18 @@ def test_each_views_prediction_regresses_the_other_views_projection(name: str) -
     uncrossed = byol_loss(p1, z1) + byol_loss(p2, z2) if name == "byol" else (simsiam_loss(p1, z1) + simsiam_loss(p2, z2)) / 2
     assert crossed.item() != pytest.approx(uncrossed.item(), rel=1e-4)
     assert method.loss(v1, v2, labels).item() == pytest.approx(crossed.item(), rel=1e-5)
+
+
+def test_every_registry_of_methods_names_the_same_methods():
+    """A method lives in several name-keyed tables (config, implementation, recipe, augmentation,
+    the settings each reads): one missing from any of them passed validation and failed at run
+    time (issue 29), so they must agree."""
+    from s3l_core.config import METHOD_NAMES
+    from s3l_core.effects import READ_BY
+    from s3l_core.methods import METHODS
+    from s3l_core.recipes import RECIPES
+    from s3l_core.views import PRESETS
+
+    names = set(METHOD_NAMES)
+    assert set(METHODS) == names and set(RECIPES) == names and set(PRESETS) == names
+    assert set().union(*READ_BY.values()) <= names
