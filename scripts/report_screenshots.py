@@ -4,7 +4,8 @@
     python scripts/report_screenshots.py                   # a synthetic 3-seed study
 
 Writes the report (to --report, default a temporary folder), then docs/img/report-headline.png,
-report-pareto.png and report-s3l.png (--out), and prints the verdict line the report states.
+report-pareto.png and report-s3l.png (--out; `--prefix quickstart` names them quickstart-*.png,
+`--shots s3l` takes only that section), and prints the verdict line the report states.
 The synthetic store comes from tests/sweeper/report/synthetic.py: 54 configurations of
 resolution, width and data fraction, 3 seeds each.
 """
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = {"report-headline.png": "#headline", "report-pareto.png": "#pareto figure", "report-s3l.png": "#s3l"}
+SHOTS = {"headline": "#headline", "pareto": "#pareto figure", "s3l": "#s3l"}  # <prefix>-<name>.png: the section shot
 
 
 def synthetic_store(folder: Path) -> Path:
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("store", type=Path, nargs="?", help="study store (default: a synthetic 3-seed study)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img", help="where the PNGs go")
     parser.add_argument("--report", type=Path, help="where the report is written (default: a temporary folder)")
+    parser.add_argument("--prefix", default="report", help="file names: <prefix>-headline.png, ... (default: report)")
+    parser.add_argument("--shots", nargs="+", choices=list(SHOTS), default=list(SHOTS), help="which sections (default: all)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="report-shots-") as scratch:
         scratch = Path(scratch)
@@ -48,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             with headless_chromium(scratch / "chromium", window=(1400, 1000)) as browser:
                 browser.open(index.resolve().as_uri())
                 browser.wait_for_images()
-                for name, css in SHOTS.items():
-                    (args.out / name).write_bytes(browser.screenshot(css))
-                    print(args.out / name)
+                for name in args.shots:
+                    path = args.out / f"{args.prefix}-{name}.png"
+                    path.write_bytes(browser.screenshot(SHOTS[name]))
+                    print(path)
                 print(browser.run("return document.getElementById('verdict').textContent"))
         except WebDriverError as exc:
             print(f"screenshots: {exc}", file=sys.stderr)
