@@ -80,6 +80,7 @@ def _validate(c: StudyChecker) -> Study | None:
     report = c.value("report", c.data)
     check_locations(c, storage, report)
     loggers = c.value("loggers", c.data)
+    keep = c.value("keep", c.data)
     check_trial_count(c, space, seeds, search)
     if not c.problems and search.algorithm == "grid":
         check_grid_combinations(c, base, space)
@@ -97,5 +98,5 @@ def _validate(c: StudyChecker) -> Study | None:
         path=c.file, name=name, description=description, dataset=dataset, base_trial=base, space=space,
         seeds=seeds, search=search, objectives=objectives, scheduler=scheduler, resources=resources,
         max_concurrent=max_concurrent, budget=budget, failure=failure, cluster=cluster, storage=storage,
-        report=report, loggers=tuple(loggers), warnings=tuple(str(w) for w in sorted(c.warnings, key=lambda w: w.line)),
+        report=report, loggers=tuple(loggers), keep=keep, warnings=tuple(str(w) for w in sorted(c.warnings, key=lambda w: w.line)),
     )

@@ -89,6 +89,7 @@ class Study:
     storage: str
     report: str
     loggers: tuple[str, ...] = ("tensorboard",)
+    keep: str = "encoder"  # what a finished trial keeps: encoder | checkpoint | none
     warnings: tuple[str, ...] = ()
 
     def trial_config(self, point: dict[str, Any] | None = None) -> TrialConfig:
@@ -116,6 +117,7 @@ class Study:
             "storage": self.storage,
             "report": self.report,
             "loggers": list(self.loggers),
+            "keep": self.keep,
         }
 
 

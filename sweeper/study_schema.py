@@ -38,6 +38,7 @@ def selection_metric(objective: str) -> str:
     return SELECTION_METRICS.get(objective, objective)
 ALGORITHMS = ("grid", "random", "optuna-tpe", "optuna-nsga2")
 SCHEDULERS = ("none", "asha")
+KEEP = ("encoder", "checkpoint", "none")  # what a finished trial keeps in the store
 SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "int")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -232,6 +233,11 @@ STUDY_KEYS: list[KeyDoc] = [
            "Experiment trackers fed with every trial's reports through Ray Tune's integrations (tensorboard event files "
            "go under `<storage>/<name>/ray/`; MLflow to `MLFLOW_TRACKING_URI`, else `sqlite:///<storage>/<name>/mlflow.db`; "
            "wandb to its project `<name>`, offline with `WANDB_MODE=offline`).", _loggers_check),
+    KeyDoc("keep", "string", "encoder", ", ".join(KEEP),
+           "What a finished trial keeps in the store once its record is written: `encoder`, the pre-trained encoder's "
+           "weights (`encoder.pt`, what a user reuses); `checkpoint`, the whole last checkpoint (optimiser and "
+           "generator states too, several times the size); `none`. A finished trial is never resumed, so nothing "
+           "the sweeper does needs more.", _enum_check(KEEP)),
 ]
 KEY_BY_PATH = {k.path: k for k in STUDY_KEYS}
 TOP_LEVEL_KEYS = list(dict.fromkeys(k.path.split(".")[0] for k in STUDY_KEYS))

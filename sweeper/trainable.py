@@ -27,6 +27,7 @@ import ray
 import torch
 from ray import tune
 
+from s3l_core.atomic import atomic_file
 from s3l_core.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from s3l_core.config import ConfigError, TrialConfig
 from s3l_core.data import DatasetError
@@ -170,8 +171,31 @@ def _run_trial(config: dict[str, Any], context: TrialContext) -> None:
         record.update(metrics=result.metrics(), epochs=[dataclasses.asdict(e) for e in result.epochs], resumed_from_corrupt=corrupt)
         store.write_record(record)
         final = {**_objective_values(record["metrics"], context.gpu_fraction), "store_trial_id": tid, "epoch": result.epochs[-1].epoch, "loss": result.epochs[-1].loss}
-        has_checkpoint = (Path(scratch) / CHECKPOINT_NAME).exists()  # absent when resumed from a final checkpoint
-        tune.report(final, checkpoint=tune.Checkpoint.from_directory(scratch) if has_checkpoint else None)
+        kept = kept_folder(Path(scratch), context.study.keep)
+        # Ray keeps one checkpoint per trial: this one replaces the last full one (for `none`, with an empty folder)
+        tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(kept)) if kept is not None else None)
+
+
+ENCODER_WEIGHTS = "encoder.pt"
+
+
+def kept_folder(scratch: Path, keep: str) -> Path | None:
+    """The folder a finished trial leaves as its checkpoint, by the study's `keep`: the whole last
+    checkpoint, only the encoder's weights (`encoder.pt`, a state_dict), or nothing. None when the
+    run wrote no checkpoint (resumed from a final one): Ray's last one stands."""
+    full = scratch / CHECKPOINT_NAME
+    if not full.exists():
+        return None
+    if keep == "checkpoint":
+        return scratch
+    folder = scratch / f"kept-{keep}"
+    folder.mkdir()
+    if keep == "encoder":
+        model = load_checkpoint(full)["model"]
+        encoder = {k.removeprefix("encoder."): v for k, v in model.items() if k.startswith("encoder.")}
+        with atomic_file(folder / ENCODER_WEIGHTS) as handle:
+            torch.save(encoder, handle)
+    return folder
 
 
 def _objective_values(metrics: dict[str, Any], gpu_fraction: float) -> dict[str, float]:

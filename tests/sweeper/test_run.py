@@ -43,6 +43,15 @@ def test_tiny_study_end_to_end_then_extension_runs_only_new_points(tmp_path: Pat
     assert provenance["torch"] and provenance["ray"]
     assert "hunter2" not in (store / "provenance.json").read_text()  # no environment variables recorded
     assert (tmp_path / "reports" / "tiny" / "index.html").exists()
+    # keep: encoder (the default): each finished trial leaves its encoder's weights, not the whole checkpoint
+    assert not list(store.rglob("checkpoint.pt"))
+    weights = sorted(store.rglob("encoder.pt"))
+    assert len(weights) == 2
+    import torch
+
+    from s3l_core.backbone import build_resnet
+
+    build_resnet(10, 0.125, 4, 1, "cifar").load_state_dict(torch.load(weights[0], weights_only=True))  # strict: every weight
 
     before = record_mtimes(store)
     extended = load_study(write_study(tmp_path, grid=[8, 12, 16], seeds=[0]))

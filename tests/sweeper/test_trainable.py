@@ -171,3 +171,35 @@ def test_a_method_missing_from_a_registry_is_a_config_error_that_is_not_retried(
     if registry == "RECIPES":
         with pytest.raises(StudyError, match="byol"):
             load_study(write_study(tmp_path, trial={"method": "byol"}))
+
+
+def test_a_finished_trial_keeps_what_the_study_says(tmp_path: Path):
+    """keep: checkpoint -> the whole last checkpoint; encoder -> only the encoder's weights, which
+    load into a fresh encoder of the trial's architecture; none -> an empty folder (it replaces the
+    last full checkpoint Ray holds)."""
+    import torch
+
+    from s3l_core.backbone import build_resnet
+    from s3l_core.checkpoint import CHECKPOINT_NAME
+    from s3l_core.config import TrialConfig
+    from s3l_core.trainer import train
+    from sweeper.trainable import ENCODER_WEIGHTS, kept_folder
+    from tests.sweeper.conftest import TINY_TRIAL
+
+    config = TrialConfig.from_dict({**TINY_TRIAL, "epochs": 1, "dataset": "fashion-mnist-sample", "device": "cpu"})
+    for keep in ("checkpoint", "encoder", "none"):
+        scratch = tmp_path / keep
+        scratch.mkdir()
+        train(config, checkpoint_dir=scratch)
+        kept = kept_folder(scratch, keep)
+        names = sorted(p.name for p in kept.iterdir())
+        if keep == "checkpoint":
+            assert kept == scratch and CHECKPOINT_NAME in names
+        elif keep == "encoder":
+            assert names == [ENCODER_WEIGHTS]
+            weights = torch.load(kept / ENCODER_WEIGHTS, weights_only=True)
+            build_resnet(10, 0.125, 4, 1, "cifar").load_state_dict(weights)  # strict: every encoder weight, nothing else
+            assert (kept / ENCODER_WEIGHTS).stat().st_size < (scratch / CHECKPOINT_NAME).stat().st_size / 2
+        else:
+            assert names == []
+    assert kept_folder(tmp_path / "empty-run", "encoder") is None  # no checkpoint written: Ray's last one stands
