@@ -47,7 +47,7 @@ def test_status_and_report_of_a_finished_study(tmp_path: Path, capsys, local_ray
     answer = (tmp_path / "reports" / "shown" / "summary.txt").read_text()
     out = capsys.readouterr().out
     assert out.endswith(answer)  # the run ends with the report's answer, as the report states it
-    assert answer.splitlines()[1].startswith("Best configuration: ") and "No floors were recorded for it" in answer  # TINY_TRIAL: floors off
+    assert answer.splitlines()[1].startswith("Best configuration: ") and "No floors of its protocol were recorded for it" in answer  # TINY_TRIAL: floors off
     assert answer.splitlines()[0] in (tmp_path / "reports" / "shown" / "index.html").read_text()
     assert main(["status", str(path)]) == 0
     out = capsys.readouterr().out
