@@ -252,9 +252,9 @@ def _print_status(args: argparse.Namespace, location: Any, state: str, planned: 
                           "statuses": {str(k): int(v) for k, v in counts.items()}, "trials": trials}, default=str))
         return
     others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "finished")
-    of = f" of {planned} planned" if planned is not None else ""
+    counted = f"{finished} of {planned} planned trials" if planned is not None else ("1 trial" if finished == 1 else f"{finished} trials")
     state_words = state if state == "not run yet" else f"state {state}"
-    print(f"{location}: {state_words}, {finished}{of} trials finished" + (f" ({others})" if others else ""))
+    print(f"{location}: {state_words}, {counted} finished" + (f" ({others})" if others else ""))
     if results is not None and len(results):
         from sweeper.report.summary import fmt_acc
 

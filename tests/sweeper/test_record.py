@@ -102,7 +102,7 @@ def test_status_and_report_skip_each_bad_record_with_one_warning_naming_its_file
     store.record_path("aaaaaaaaaaa5").write_text(json.dumps(_without({**GOOD, "trial_id": "aaaaaaaaaaa5"}, "config.resolution")))
     with caplog.at_level("WARNING", logger="sweeper.store"):
         assert main(["status", str(root)]) == 0
-        assert "2 trial records: 2 finished" in capsys.readouterr().out
+        assert "state finished, 2 of 2 planned trials finished" in capsys.readouterr().out
         assert main(["report", str(root)]) == 0
     assert (tmp_path / "reports" / "upgrade-v1" / "index.html").is_file()
     for tid in [*bad, "aaaaaaaaaaa5"]:

@@ -99,7 +99,7 @@ def test_status_and_report_read_a_store_with_a_wrong_shaped_record(tmp_path: Pat
     store.record_path("bad").write_text('{"trial_id": "bad", "status": "finished", "config": 7, "metrics": []}')
     (root / "study.yaml").write_text(f"name: shapes\nreport: {tmp_path / 'reports'}\nobjectives: {{knn_top1: max}}\n")
     assert main(["status", str(root)]) == 0
-    assert "1 trial records: 1 finished" in capsys.readouterr().out
+    assert "state unknown (no state.json), 1 trial finished" in capsys.readouterr().out
 
 
 def test_lock_never_follows_a_planted_symlink(tmp_path: Path):
