@@ -227,7 +227,9 @@ def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]
         metrics, modes = metrics[:1], modes[:1]
         sampler = optuna.samplers.TPESampler(seed=study.search.seed)
     else:
-        sampler = optuna.samplers.NSGAIISampler(seed=study.search.seed)
+        from sweeper.optuna_samplers import NSGAIISampler  # one Ray Tune can pickle
+
+        sampler = NSGAIISampler(seed=study.search.seed)
     storage = optuna.storages.RDBStorage(_optuna_url(root))
     _fail_abandoned_optuna_trials(storage, study.name)
     space = to_ray_space(study)

@@ -194,3 +194,19 @@ def test_a_run_with_nothing_to_launch_never_connects_to_ray(tmp_path: Path, monk
     assert "nothing to launch, so Ray is not started" in capsys.readouterr().out
     assert (store_root(study) / "provenance.json").read_text() == '{"torch": "the run that trained"}'
     assert finishes[-1] == "finished"
+
+
+def test_the_nsga2_searcher_pickles_as_ray_tune_saves_it(tmp_path: Path):
+    """Tune pickles the searcher when a run starts: Optuna 5.1's NSGA-II sampler holds a thread
+    lock that does not pickle, which failed every NSGA-II study before a trial ran."""
+    import ray.cloudpickle
+
+    import sweeper.runner as runner
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import write_study
+
+    study = load_study(write_study(tmp_path, name="nsga", space={"backbone.width": {"uniform": [0.0625, 0.125]}},
+                                   search={"algorithm": "optuna-nsga2", "num_samples": 2, "seed": 0}))
+    searcher, _, _ = runner._searcher_and_samples(study, tmp_path, [], 0)
+    again = ray.cloudpickle.loads(ray.cloudpickle.dumps(searcher))
+    assert type(again._sampler).__name__ == "NSGAIISampler" and again._sampler._population_size == searcher._sampler._population_size
