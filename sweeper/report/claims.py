@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .compare import config_floors_beaten, config_words, configurations, reported_column, selection_column
+from .compare import _float, config_floors_beaten, config_words, configurations, reported_column, selection_column
 from .stats import BINOMIAL, NONE, Interval, difference_interval, mean_interval
 from .summary import describe_value, fmt_acc, fmt_pct, label, plural, primary_cost, scaled_kind, status_counts
 from .verdict import (
@@ -129,9 +129,8 @@ def cheapest_holding(configs: pd.DataFrame, best: pd.Series) -> pd.Series:
     """The cheapest configuration strictly cheaper than `best` whose selection (validation)
     accuracy holds against it by the verdict rule (the interval of the difference excludes a
     loss of more than 1 point); `best` itself when none does. The test split chooses nothing."""
-    chosen = best
     if not math.isfinite(_float(best["cost"])):
-        return chosen
+        return best
     for _, row in configs.sort_values("cost", kind="stable").iterrows():
         if not _float(row["cost"]) < _float(best["cost"]):
             break
@@ -139,14 +138,7 @@ def cheapest_holding(configs: pd.DataFrame, best: pd.Series) -> pd.Series:
         diff = difference_interval(row["selection_by_seed"], best["selection_by_seed"], float(np.mean(sizes)) if sizes else float("nan"))
         if classify(diff) == HOLDS:
             return row
-    return chosen
-
-
-def _float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
+    return best
 
 
 MAX_BELOW_NAMED = 6  # configurations named in the below-floors sentence; the rest are counted
