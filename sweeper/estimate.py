@@ -19,7 +19,7 @@ import pandas as pd
 
 from s3l_core.config import TrialConfig
 from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_trials, makespan, predicted_cost, predicted_seconds
-from sweeper.results import schedule_label
+from sweeper.resolution_schedule import schedule_label
 from sweeper.plan import is_sampled, pending_points, unique_points
 from sweeper.space import random_points
 from sweeper.study_cost_checks import corner_points
