@@ -14,14 +14,12 @@ import contextlib
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
 import pandas as pd
 import ray
-import yaml
 from ray import tune
 
 from sweeper.claim import WrittenReport, claimed_store, report_location, store_fault, write_study_report
@@ -30,9 +28,11 @@ from sweeper.cost_model import run_plan
 from sweeper.lease import Fence, Lease, LeaseLost
 from sweeper.live_view import Eta, OptunaTrialTags, StudyReporter, eta_text, logger_callbacks, make_eta, quiet_ray, record_optuna_objectives, tensorboard_hint
 from sweeper.provenance import provenance
+from sweeper.run_summary import RunSummary
 from sweeper.results import write_tables
-from sweeper.space import points as sweep_points
 from sweeper.space import to_ray_space
+from sweeper.plan import is_sampled, pending_trials, planned_trials
+from sweeper.point_queue import PointQueue, store_trial_name
 from sweeper.object_store import DRIVER_FILES, ObjectStore, join_uri, open_store
 from sweeper.store import Location, Store, StoreError, store_root
 from sweeper.study_model import Study
@@ -55,20 +55,6 @@ log = logging.getLogger("sweeper")
 
 
 AnyStore = Union[Store, ObjectStore]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    store: Location  # a local folder, or the object store's URI
-    total: int
-    reused: int
-    launched: int
-    finished: int
-    failed: int
-    report: Location | None
-    nodes: int = 0  # the hosts (machines) the study's finished trials ran on
-    answer: str | None = None  # the report's warnings, verdict and headline (its summary.txt)
-
 
 
 def _context(study: Study, root: Location, lease: Fence | None = None) -> TrialContext:
@@ -213,11 +199,11 @@ def _last_error_line(trial: Any) -> str:
     return lines[-1][:500] if lines else "unknown error"
 
 
-def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]], done: int) -> tuple[Any, dict[str, Any], int]:
+def _searcher_and_samples(study: Study, root: Path, pending: list[tuple[str, dict[str, Any]]], done: int) -> tuple[Any, dict[str, Any], int]:
     """(search_alg or None, param_space, num_samples) for this run."""
     algorithm = study.search.algorithm
     if algorithm in ("grid", "random"):
-        return None, {"point": tune.grid_search(pending)}, 1
+        return PointQueue(pending), {}, len(pending)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -274,24 +260,22 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         context = _context(study, root, lease.fence if lease is not None else None)
         finished = store.finished_ids()
 
-        if study.search.algorithm in ("grid", "random"):
-            all_points = sweep_points(study)
-            unique: dict[str, dict[str, Any]] = {}  # a point drawn twice is one trial
-            for point in all_points:
-                unique.setdefault(trial_id_for(context, point), point)
-            pending = [p for tid, p in unique.items() if tid not in finished]
-            total, reused = len(unique), len(unique) - len(pending)
+        sampled = is_sampled(study)
+        if not sampled:
+            pending = pending_trials(study, finished)
+            total = planned_trials(study)
+            reused = total - len(pending)
         else:
             total, reused, pending = study.search.num_samples, min(len(finished), study.search.num_samples), []
         searcher, param_space, num_samples = _searcher_and_samples(study, driver_dir, pending, reused)
-        launched = len(pending) if searcher is None else num_samples
+        launched = num_samples
         idle = "; nothing to launch, so Ray is not started" if not launched else ""
         print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {store.location}{idle}", flush=True)
         if launched:  # the cluster, and the environment the new trials run in (kept from the last run otherwise)
             connect(cluster_address(study, address))
             check_capacity(study)
             store.put_json("provenance.json", provenance(ray.cluster_resources()))
-        store.put("study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
+        store.put("study.yaml", study.resolved_yaml())
         if launched and "tensorboard" in study.loggers:
             print(tensorboard_hint(store.join("ray")), flush=True)
 
@@ -299,18 +283,18 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         state = "crashed"
         try:
             if launched:
-                eta = make_eta(study, pending, lambda config: run_plan(trial_config_for(context, point_of(context, config))).rounds)
+                eta = make_eta(study, [p for _, p in pending], lambda config: run_plan(trial_config_for(context, point_of(context, config))).rounds)
                 try:
                     tuner = _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose, driver_dir, lease=lease)
                     with _sigterm_as_sigint():
                         tuner.fit()
                 finally:
-                    if searcher is not None:  # optuna-dashboard shows the objectives by name
+                    if sampled:  # optuna-dashboard shows the objectives by name
                         record_optuna_objectives(study, _optuna_url(driver_dir))
             if lease is not None and lease.lost is not None:  # the stopper ended the run
                 raise LeaseLost(store.location, None)
             store.check_writable("the study store")  # trials that met a full disk failed: say why
-            unended = _unended_trials(store, [trial_id_for(context, p) for p in pending], total)
+            unended = _unended_trials(store, [tid for tid, _ in pending], total)
             state = "interrupted" if launched and unended else "finished"
             results, written = _finish(store, state, report_dir)
             if state == "interrupted":  # Tune stops its trials on Ctrl-C (checkpoints kept) and returns as if done
@@ -428,7 +412,9 @@ def _tuner(
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     progress = StudyProgress(store, context, total, reused, eta)
     storage_path, storage_filesystem = store.ray_storage()
-    store_name = lambda trial: trial_id_for(context, point_of(context, trial.config))  # noqa: E731 (the store's id names the trial)
+    sampled = not isinstance(searcher, PointQueue)
+    # the store's id names the trial: carried in a queued point's config; computed for Optuna's
+    store_name = (lambda trial: trial_id_for(context, point_of(context, trial.config))) if sampled else store_trial_name  # noqa: E731
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -450,8 +436,8 @@ def _tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             stop=LeaseStopper(lease) if lease is not None else None,
             callbacks=[progress, *logger_callbacks(study, driver_dir or store.root)]
-            + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if searcher is not None else []),
-            progress_reporter=StudyReporter(study, searcher is None, progress.line, total - reused),
+            + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if sampled else []),
+            progress_reporter=StudyReporter(study, not sampled, progress.line, total - reused),
             verbose=3 if verbose else 1,
         ),
     )

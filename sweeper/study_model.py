@@ -96,6 +96,12 @@ class Study:
         """The `TrialConfig` of one point (the base trial when `point` is None)."""
         return TrialConfig.from_dict(apply_overrides(self.base_trial, point or {}))
 
+    def resolved_yaml(self) -> str:
+        """The resolved study as the store keeps it (`study.yaml`)."""
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved study, every default filled in; `load_study` accepts it unchanged."""
         budget = {k: v for k, v in dataclasses.asdict(self.budget).items() if v is not None}
