@@ -120,3 +120,11 @@ class ResolutionSchedule:
 def schedule_label(resolution: int | Sequence[Mapping[str, Any]]) -> str:
     """`28`; `14x8,28x2` for 14 px for 8 epochs then 28 px for 2; `8x10s,14x10s` for stages in steps."""
     return ResolutionSchedule.from_config(resolution).label
+
+
+def stage_spec_label(stages: Sequence[Mapping[str, Any]]) -> str:
+    """A schedule as a study writes it, before it is resolved: `14x80%,28x20%` for stages given as
+    fractions of the run, `8x10st` in steps, `14x8,28x2` in epochs."""
+    if all("epochs" in s for s in stages):
+        return schedule_label(stages)
+    return ",".join(f"{s['resolution']}x{s['fraction']:.0%}" if "fraction" in s else f"{s['resolution']}x{s.get('steps', '?')}st" for s in stages)

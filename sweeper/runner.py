@@ -36,6 +36,7 @@ from sweeper.point_queue import PointQueue, store_trial_name
 from sweeper.object_store import DRIVER_FILES, ObjectStore, join_uri, open_store
 from sweeper.store import Location, Store, StoreError, store_root
 from sweeper.study_model import Study
+from sweeper.study_view import StudyView, point_words
 from sweeper.study_schema import selection_metric
 from sweeper.trainable import (
     BUDGET_LEDGER,
@@ -99,17 +100,22 @@ class StudyProgress(tune.Callback):
     budget ledger (`budget.json`, read by each trial before it starts) and writes the study line
     that `StudyReporter` prints under each table."""
 
-    def __init__(self, store: AnyStore, context: TrialContext, total: int, reused: int, eta: Eta | None = None):
+    def __init__(self, store: AnyStore, context: TrialContext, total: int, reused: int, eta: Eta | None = None, announce: bool = True):
         self.store, self.context = store, context
         self.total, self.done, self.failed = total, reused, 0
         self.eta = eta
+        self.announce = announce  # print failures here (Ray's own table gives no reason); the live view prints its own
         self.spent = budget_spent(store)
+        self.running_pflops: dict[str, float] = {}  # Ray trial id -> PFLOPs its last report says it spent
         self.curves: dict[str, list[dict[str, Any]]] = {}
         self._write_ledger()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
         if EPOCH_RECORD_KEY in result:  # held only while the trial runs, so memory follows running trials
             self.curves.setdefault(trial.trial_id, []).append(result[EPOCH_RECORD_KEY])
+        pflops = result.get("train_pflops")
+        if isinstance(pflops, (int, float)) and pflops == pflops:
+            self.running_pflops[trial.trial_id] = float(pflops)
         if self.eta is not None and result.get("epoch"):
             self.eta.progress(trial.trial_id, trial.config, int(result["epoch"]))
 
@@ -124,7 +130,8 @@ class StudyProgress(tune.Callback):
         error = (trial.last_result or {}).get(FAILED_AT_ONCE_KEY)
         if error:  # a config or data error: its record is written, retrying cannot help
             self.failed += 1
-            print(f"trial {trial.trial_id} failed (not retried): {error}", flush=True)
+            if self.announce:  # the live view says it otherwise
+                print(f"trial {trial.trial_id} failed (not retried): {error}", flush=True)
         curve = self.curves.pop(trial.trial_id, [])
         point = point_of(self.context, trial.config)
         if self.store.read_record(trial_id_for(self.context, point)) is None:
@@ -146,10 +153,12 @@ class StudyProgress(tune.Callback):
         error = _last_error_line(trial)
         record = unfinished_record(self.context, point_of(self.context, trial.config), "failed", error)
         _unless_lost(lambda: self.store.write_record(record))
-        print(f"trial {trial.trial_id} failed after its retries: {error}", flush=True)
+        if self.announce:
+            print(f"trial {trial.trial_id} failed after its retries: {error}", flush=True)
 
     def _charge(self, trial: Any) -> None:
         """Add what a trial spent (its last report: cumulative PFLOPs and seconds) to the ledger."""
+        self.running_pflops.pop(trial.trial_id, None)
         last = trial.last_result or {}
         if last.get("reused") or last.get("skipped_budget"):
             return
@@ -168,7 +177,8 @@ class StudyProgress(tune.Callback):
             budget = f", {self.spent[self.context.budget_metric]:.4g} of {self.context.budget_limit:g} {self.context.budget_metric} budget spent"
         else:
             gpu = f"{self.spent['gpu_hours']:.3g} GPU-hours, " if self.context.gpu_fraction > 0 else ""  # none on a CPU study
-            budget = f", {gpu}{self.spent['pflops']:.3g} PFLOPs spent by ended trials"
+            spent = self.spent["pflops"] + sum(self.running_pflops.values())
+            budget = f", {gpu}{spent:.3g} PFLOPs spent"
         eta = ""
         if self.eta is not None:
             left = self.total - self.done - self.failed
@@ -188,6 +198,13 @@ def _metrics_of_curve(curve: list[dict[str, Any]]) -> dict[str, Any]:
         "train_pflops": curve[-1]["train_pflops_cum"],
         "wall_s": curve[-1]["wall_s_cum"],
     }
+
+
+def _trial_error(trial: Any) -> str | None:
+    """Why a trial failed, for the live view: after its retries, or at once (a config or data error)."""
+    if str(trial.status) == "ERROR":
+        return _last_error_line(trial)
+    return (trial.last_result or {}).get(FAILED_AT_ONCE_KEY)
 
 
 def _last_error_line(trial: Any) -> str:
@@ -410,7 +427,7 @@ def _tuner(
 ) -> tune.Tuner:
     scheduler = _scheduler(study)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
-    progress = StudyProgress(store, context, total, reused, eta)
+    progress = StudyProgress(store, context, total, reused, eta, announce=verbose)
     storage_path, storage_filesystem = store.ray_storage()
     sampled = not isinstance(searcher, PointQueue)
     # the store's id names the trial: carried in a queued point's config; computed for Optuna's
@@ -437,7 +454,10 @@ def _tuner(
             stop=LeaseStopper(lease) if lease is not None else None,
             callbacks=[progress, *logger_callbacks(study, driver_dir or store.root)]
             + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if sampled else []),
-            progress_reporter=StudyReporter(study, not sampled, progress.line, total - reused),
+            progress_reporter=(StudyReporter(study, not sampled, progress.line, total - reused) if verbose else
+                               StudyView(store_name, lambda trial: point_words(study, point_of(context, trial.config)),
+                                         lambda trial: run_plan(trial_config_for(context, point_of(context, trial.config))).rounds,
+                                         progress.line, _trial_error)),
             verbose=3 if verbose else 1,
         ),
     )
