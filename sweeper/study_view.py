@@ -22,6 +22,7 @@ from sweeper.resolution_schedule import stage_spec_label
 from sweeper.study_model import Study
 
 REDRAW_EVERY_S = 1.0
+LOOK_EVERY_S = 0.5  # how often trial events are looked for (and printed)
 ENDED = {"TERMINATED": "finished", "ERROR": "failed"}
 UP_AND_CLEAR = "\x1b[{n}F\x1b[J"  # cursor to the start of the line n lines up, erase to the end
 
@@ -58,12 +59,19 @@ class StudyView(ProgressReporter):
         self._seen: dict[str, str] = {}  # Ray trial id -> the last status shown
         self._block_lines = 0
         self._last_draw = -math.inf
+        self._last_look = -math.inf
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def should_report(self, trials: list[Any], done: bool = False) -> bool:
-        return True  # `report` prints only what changed, and redraws on its own clock
+        # Tune asks at every step of its loop; looking at every trial that often made the driver's
+        # work per trial grow with the study's size
+        now = self._clock()
+        if done or now - self._last_look >= LOOK_EVERY_S:
+            self._last_look = now
+            return True
+        return False
 
     def report(self, trials: list[Any], done: bool, *sys_info: str) -> None:
         events = self._events(trials)

@@ -77,3 +77,15 @@ def test_on_a_terminal_the_status_block_is_redrawn_in_place_at_most_once_a_secon
     t.status = "TERMINATED"
     v.report([t], done=True)  # the block is cleared and the finished line stays
     assert out.getvalue().endswith(UP_AND_CLEAR.format(n=2) + "finished id-8  resolution 8: val kNN 72.0%  [study: 1/2 trials done]\n")
+
+
+def test_trials_are_looked_at_twice_a_second_at_most_and_always_at_the_end():
+    """Tune asks `should_report` at every step of its loop; scanning every trial that often costs
+    time that grows with the study."""
+    now = [0.0]
+    v, _ = view(tty=False, clock=lambda: now[0])
+    assert v.should_report([], done=False)
+    assert not any(v.should_report([], done=False) for _ in range(100))
+    assert v.should_report([], done=True)
+    now[0] = 0.6
+    assert v.should_report([], done=False) and not v.should_report([], done=False)
