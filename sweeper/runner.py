@@ -112,7 +112,7 @@ class StudyProgress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
         if EPOCH_RECORD_KEY in result:  # held only while the trial runs, so memory follows running trials
-            self.curves.setdefault(trial.trial_id, []).append(result[EPOCH_RECORD_KEY])
+            self.curves.setdefault(trial.trial_id, []).append(json.loads(result[EPOCH_RECORD_KEY]))
         pflops = result.get("train_pflops")
         if isinstance(pflops, (int, float)) and pflops == pflops:
             self.running_pflops[trial.trial_id] = float(pflops)
@@ -450,7 +450,9 @@ def _tuner(
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=study.failure.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # no num_to_keep: Ray would snapshot the whole experiment at every trial checkpoint; each
+            # trial deletes its own superseded checkpoint (`report_replacing_checkpoint`)
+            checkpoint_config=tune.CheckpointConfig(),
             stop=LeaseStopper(lease) if lease is not None else None,
             callbacks=[progress, *logger_callbacks(study, driver_dir or store.root)]
             + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if sampled else []),

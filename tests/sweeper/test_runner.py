@@ -238,3 +238,22 @@ def test_the_nsga2_searcher_pickles_as_ray_tune_saves_it(tmp_path: Path):
     searcher, _, _ = runner._searcher_and_samples(study, tmp_path, [], 0)
     again = ray.cloudpickle.loads(ray.cloudpickle.dumps(searcher))
     assert type(again._sampler).__name__ == "NSGAIISampler" and again._sampler._population_size == searcher._sampler._population_size
+
+
+def test_ray_is_not_asked_to_snapshot_the_experiment_at_every_trial_checkpoint(tmp_path: Path):
+    """`CheckpointConfig(num_to_keep=1)` made Tune write its whole experiment state (as long as the
+    study) at every trial checkpoint: the driver's work per trial grew with the trials before it.
+    Each trial deletes its own superseded checkpoint instead (`report_replacing_checkpoint`)."""
+    import sweeper.runner as runner
+    from sweeper.point_queue import PointQueue, store_trial_name
+    from sweeper.store import Store
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import write_study
+
+    study = load_study(write_study(tmp_path, grid=[8, 12]))
+    store = Store(tmp_path / "runs" / "tiny")
+    context = runner._context(study, store.root)
+    tuner = runner._tuner(study, store, context, PointQueue([]), {}, 0, 2, 0)
+    run_config, tune_config = tuner._local_tuner._run_config, tuner._local_tuner._tune_config
+    assert run_config.checkpoint_config.num_to_keep is None
+    assert tune_config.trial_name_creator is store_trial_name and tune_config.trial_dirname_creator is store_trial_name
