@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -94,18 +95,30 @@ class ProcessSampler(threading.Thread):
 
 
 def measured(argv: list[str]) -> dict[str, Any]:
-    """Run `argv`; its wall time, own CPU time, peak RSS, exit status and output tail."""
+    """Run `argv`; its wall time, CPU time, peak RSS, exit status and output tail.
+
+    `cpu_s` and `peak_rss_mb` are the process's own, sampled from /proc every 0.2 s (Ray's
+    processes, which a driver starts and reaps, are left out); a command that ends before the
+    first sample (no Ray: the no-op run, status, report, estimate) gets the kernel's figures for
+    it and anything it waited for, from wait4."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = ProcessSampler(process.pid)
-    sampler.start()
-    output = process.communicate()[0]
-    wall = time.perf_counter() - started
-    sampler.join()
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        sampler = ProcessSampler(process.pid)
+        sampler.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        sampler.join()
+        log.seek(0)
+        output = log.read()
     if process.returncode != 0:
         print(output[-3000:], file=sys.stderr)
-    return {"argv": argv[1:], "rc": process.returncode, "wall_s": wall, "cpu_s": sampler.cpu_s,
-            "peak_rss_mb": sampler.peak_rss_mb, "tail": output[-600:]}
+    sampled = sampler.peak_rss_mb > 0
+    return {"argv": argv[1:], "rc": process.returncode, "wall_s": wall,
+            "cpu_s": sampler.cpu_s if sampled else usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": sampler.peak_rss_mb if sampled else usage.ru_maxrss / 1024,
+            "waited_cpu_s": usage.ru_utime + usage.ru_stime, "tail": output[-600:]}
 
 
 def decile_overheads(landed: list[float], train_walls: list[float], start: float) -> list[float]:
@@ -200,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] + ([10_000] if args.max else [])
-    import os
-
     where = machine("cpu")
     print(f"machine: {where}; load average at start {os.getloadavg()[0]:.1f}", flush=True)
     results = []
