@@ -24,13 +24,13 @@ from sweeper.study_model import Study
 # Loggers whose warnings are Ray's housekeeping, not the user's problem (shown again with -v).
 QUIET_LOGGERS = (
     "ray.tune.search.optuna.optuna_search",  # "space ... unresolved": we pass a resolved space
-    "ray.tune.execution.experiment_state",  # snapshot timing: one checkpoint per trial is ours
+    "ray.tune.execution.experiment_state",  # snapshot timing notices
     "ray._private.authentication",  # auth-token notice of a loopback-only embedded Ray
     "ray.tune.tune",
     "ray.tune.utils.util",  # "... took N s, which may be a performance bottleneck": the driver's housekeeping
 )
 QUIET_ENV = {
-    # One checkpoint per trial and epoch is what resuming needs, not a slow snapshot.
+    # Tune's warning about frequent experiment snapshots (num_to_keep is not set, so it has none to give)
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     # The legacy reporter is the one that takes named parameter and metric columns.
     "RAY_AIR_NEW_OUTPUT": "0",
