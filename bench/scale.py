@@ -187,6 +187,43 @@ def scale_run(directory: Path, trials: int) -> dict[str, Any]:
     return {"trials": trials, "run": run, "peer": peer, "again": again}
 
 
+def synthetic_store(directory: Path, real_store: Path, trials: int) -> Path:
+    """A store of `trials` finished records copied from one real record of `real_store` (same
+    shape, seed and trial id changed), with the marker, resolved study and state a finished run
+    leaves: what `status`, `report`, `estimate` and a no-op `run` read at that size, without the
+    hours of training. Returns the study file."""
+    from sweeper.store import MARKER_NAME, Store, marker, store_root, trial_id
+    from sweeper.study import load_study
+
+    template = json.loads(next((real_store / "trials").glob("*.json")).read_text())
+    path = write_scale_study(directory, trials)
+    grown = yaml.safe_load(path.read_text())
+    grown["name"] = f"synthetic-{trials}"
+    path = path.with_name(f"synthetic-{trials}.yaml")
+    path.write_text(yaml.safe_dump(grown, sort_keys=False))
+    study = load_study(path)
+    store = Store(store_root(study))
+    store.root.mkdir(parents=True, exist_ok=True)
+    for seed in range(trials):
+        config = {**template["config"], "seed": seed}
+        store.write_record({**template, "trial_id": trial_id(config), "config": config, "point": {**template["point"], "seed": seed}})
+    store.put_json(MARKER_NAME, marker(study.name))
+    store.put("study.yaml", study.resolved_yaml())
+    store.put_json("state.json", {"state": "finished"})
+    return path
+
+
+def read_path(study: Path) -> dict[str, Any]:
+    """`report` (rebuilds tables and report), `status`, `estimate`, then `run` with nothing new."""
+    py = [sys.executable, "-m", "sweeper"]
+    return {name: measured([*py, *argv]) for name, argv in (
+        ("report", ["report", str(study)]),
+        ("status", ["status", str(study)]),
+        ("estimate", ["estimate", str(study)]),
+        ("run, nothing new", ["run", str(study)]),
+    )}
+
+
 def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     n, run, peer, again = result["trials"], result["run"], result["peer"], result["again"]
     first, last = run["deciles"][0], run["deciles"][-1]
@@ -210,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100,1000", help="comma-separated trial counts")
     parser.add_argument("--max", action="store_true", help="add a 10,000-trial study")
     parser.add_argument("--keep", type=Path, help="keep the stores here instead of a temp dir")
+    parser.add_argument("--synthetic", type=int, help="also time status, report, estimate and a no-op run on a store of this many "
+                        "finished records copied from the first size's real ones (no training)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] + ([10_000] if args.max else [])
@@ -223,7 +262,15 @@ def main(argv: list[str] | None = None) -> int:
             results.append(scale_run(directory, n))
             results[-1]["load_after"] = os.getloadavg()
             print_table(rows_of(results[-1]), ["figure", "value", "peer"], title=f"{n} trials (load {os.getloadavg()[0]:.1f})")
-    if len(results) >= 2:
+        if args.synthetic:
+            print(f"{args.synthetic} synthetic finished records ...", flush=True)
+            study = synthetic_store(directory, directory / "runs" / f"scale-{sizes[0]}", args.synthetic)
+            timed = read_path(study)
+            rows = [{"figure": name, "value": f"{m['wall_s']:.1f} s wall, {m['cpu_s']:.1f} s CPU" + ("" if m["rc"] == 0 else f", exit {m['rc']}")}
+                    for name, m in timed.items()]
+            print_table(rows, ["figure", "value"], title=f"{args.synthetic} finished trials, read path (load {os.getloadavg()[0]:.1f})")
+            results.append({"trials": args.synthetic, "synthetic": timed})
+    if len(results) >= 2 and "run" in results[1]:
         a, b = results[0]["run"], results[1]["run"]
         print(f"\ndriver peak RSS {results[1]['trials']} vs {results[0]['trials']} trials: {100 * (b['peak_rss_mb'] / a['peak_rss_mb'] - 1):+.1f}%")
     write_json(args.json, {"bench": "scale", "machine": where, "args": {k: str(v) for k, v in vars(args).items()}, "results": results})
