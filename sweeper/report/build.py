@@ -333,9 +333,11 @@ def _curves_section(df, epochs, front, knobs, add_figure) -> Section:
             floors[column] = (float(values.min()), float(values.max()))
     fig = figures.learning_curves_figure(epochs, highlight, rest, floors, accuracy)
     split = "validation" if accuracy == "knn_val_top1" else "test (an older store without a validation split)"
-    caption = (f"kNN top-1 on the {split} split after each evaluation. Coloured: {len(highlight)} trials of the "
-               f"Pareto set; grey: {len(rest)} of the other {len(have) - len(highlight)} trials with recorded epochs "
-               f"(a fixed sample when there are many). Dashed / dotted: the kNN floors of the coloured trials, on the same "
+    others = len(have) - len(highlight)
+    grey = ("" if not rest else f"; grey: the other {others} trials with recorded epochs" if len(rest) == others else
+            f"; grey: {len(rest)} of the other {others} trials with recorded epochs (a fixed sample)")
+    caption = (f"kNN top-1 on the {split} split after each evaluation. Coloured: {plural(len(highlight), 'trial')} of the "
+               f"Pareto set{grey}. Dashed / dotted: the kNN floors of the coloured trials, on the same "
                f"{'validation' if accuracy == 'knn_val_top1' else 'test'} split.")
     return Section("curves", title, add_figure("learning_curves.png", fig, "learning curves", caption)
                    or message("No learning curves to draw."))

@@ -237,6 +237,7 @@ def pareto_figure(done: pd.DataFrame, knobs: Sequence[str], accuracy: str, costs
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         floor_handles: list = []
         key = ColourKey(np.empty((0, 4)))
+        any_dominated = any_repeated = False  # the legend names only what is drawn
         for ax, cost in zip(axes, panels):
             configs = configurations(done, knobs, accuracy, cost)
             configs = configs[(configs["cost"] > 0) & configs["accuracy"].notna()].reset_index(drop=True)
@@ -244,6 +245,8 @@ def pareto_figure(done: pd.DataFrame, knobs: Sequence[str], accuracy: str, costs
             ax.scatter(trials[cost].astype(float), _scale(accuracy, trials[accuracy]), s=8, color=MUTED, alpha=0.3,
                        linewidths=0, zorder=1)
             front = pareto_mask(configs, {"accuracy": "max", "cost": "min"}).to_numpy()
+            any_dominated |= bool((~front).any())
+            any_repeated |= bool((configs["n_seeds"] > 1).any())  # else each single trial is its configuration
             key = colour_key(configs, colour_by)
             x, y, err = configs["cost"].to_numpy(dtype=float), 100 * configs["accuracy"].to_numpy(dtype=float), _yerr(configs)
             ax.errorbar(x[~front], y[~front], yerr=err[:, ~front], fmt="o", markersize=4, color=MUTED, alpha=0.8,
@@ -262,8 +265,8 @@ def pareto_figure(done: pd.DataFrame, knobs: Sequence[str], accuracy: str, costs
         handles = _legend_handles(key) + [
             Line2D([], [], color="black", linewidth=1.1, marker="o", markerfacecolor="white",
                    label="front: configuration means"),
-            Line2D([], [], linestyle="", marker="o", color=MUTED, label="dominated configuration"),
-            Line2D([], [], linestyle="", marker="o", markersize=3, color=MUTED, alpha=0.4, label="single trial"),
+            *([Line2D([], [], linestyle="", marker="o", color=MUTED, label="dominated configuration")] if any_dominated else []),
+            *([Line2D([], [], linestyle="", marker="o", markersize=3, color=MUTED, alpha=0.4, label="single trial")] if any_repeated else []),
             *floor_handles,
         ]
         _outside_legend(fig, handles, key.title)
