@@ -91,6 +91,11 @@ class Eta:
     durations: list[float] = field(default_factory=list)  # trials ended in this run
     last_end: float | None = None
 
+    def trial_started(self, trial_id: str) -> None:
+        """Ray started the trial: its pace counts from now, not from the run's start (which holds
+        Ray's own start-up: the quickstart's ETA said 2 min with 63 s left)."""
+        self.began[trial_id] = self.clock()
+
     def progress(self, trial_id: str, config: dict[str, Any], rounds_done: int) -> None:
         # a trial starts when a slot frees: at the run's start, or when the last trial before it ended
         self.began.setdefault(trial_id, max(self.started, self.last_end or self.started))

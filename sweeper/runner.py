@@ -110,6 +110,10 @@ class StudyProgress(tune.Callback):
         self.curves: dict[str, list[dict[str, Any]]] = {}
         self._write_ledger()
 
+    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001 (Ray's signature)
+        if self.eta is not None:
+            self.eta.trial_started(trial.trial_id)
+
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
         if EPOCH_RECORD_KEY in result:  # held only while the trial runs, so memory follows running trials
             self.curves.setdefault(trial.trial_id, []).append(json.loads(result[EPOCH_RECORD_KEY]))

@@ -49,6 +49,21 @@ def test_the_eta_counts_the_longest_trial_running_alone_at_the_end():
     assert eta.seconds_left(2)[0] == pytest.approx(150.0)  # 100 s (the small one's time) fits beside the big one's 150
 
 
+def test_a_trials_pace_counts_from_when_ray_started_it_not_from_the_run_start():
+    """The quickstart: Ray took 13 s to start; at the first trial's end the ETA said 2 min with 63 s left."""
+    now = [0.0]
+    eta = Eta(1.0, None, 0.0, rounds_of=lambda config: 16, slots=2, clock=lambda: now[0])
+    now[0] = 13.0  # Ray up, both trials start
+    eta.trial_started("a")
+    eta.trial_started("b")
+    now[0] = 101.0
+    eta.progress("a", {}, 16)
+    eta.ended("a")
+    eta.progress("b", {}, 9)  # 88 s for 9 of 16 rounds: 68 s to go
+    seconds, _ = eta.seconds_left(1)
+    assert abs(seconds - 88 * 16 / 9 + 88) < 1e-6
+
+
 def test_the_first_eta_is_what_estimate_predicts_from_the_cached_rates(tmp_path: Path, monkeypatch):
     """Before any progress the ETA is `estimate`'s study wall time for the pending trials; with
     no rate cached for their shapes it measures nothing and says it does not know."""
