@@ -179,11 +179,3 @@ def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_
     if study.budget.pflops is not None:
         out.append(f"budget: {study.budget.pflops:g} PFLOPs, train + eval (no new trial starts once spent)")
     return "\n".join(out)
-
-
-def estimate_table(study: Study) -> pd.DataFrame:
-    """One row per trial of a grid or random study (kept for scripts and tests)."""
-    if is_sampled(study):
-        raise ValueError(f"{study.search.algorithm} samples its trials as results come in; use cost_range")
-    points = unique_points(study)
-    return trial_table(points, [study.trial_config(p) for p in points])
