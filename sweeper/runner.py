@@ -263,6 +263,14 @@ def _fail_abandoned_optuna_trials(storage: Any, name: str) -> None:
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
+def resolved_study_text(study: Study) -> str:
+    """The store's study.yaml: the resolved study (`--set`s already in its values), headed by those
+    `--set`s as comments, so that `load_study` reads it unchanged and a reader sees what changed."""
+    said = [f"# --set {json.dumps(o, ensure_ascii=True)[1:-1]}\n" for o in study.overrides]  # escaped: a line break in a value must not end the comment
+    head = "# resolved with these command-line overrides of the study file:\n" + "".join(said) if said else ""
+    return head + yaml.safe_dump(study.to_dict(), sort_keys=False)
+
+
 def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True, verbose: bool = False) -> RunSummary:
     """Run what the study lacks; `verbose` shows Ray's full output (warnings, every result)."""
     quiet_ray(verbose)
@@ -290,8 +298,8 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         if launched:  # the cluster, and the environment the new trials run in (kept from the last run otherwise)
             connect(cluster_address(study, address))
             check_capacity(study)
-            store.put_json("provenance.json", provenance(ray.cluster_resources()))
-        store.put("study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
+            store.put_json("provenance.json", provenance(ray.cluster_resources(), study.overrides))
+        store.put("study.yaml", resolved_study_text(study))
         if launched and "tensorboard" in study.loggers:
             print(tensorboard_hint(store.join("ray")), flush=True)
 

@@ -91,6 +91,7 @@ class Study:
     loggers: tuple[str, ...] = ("tensorboard",)
     keep: str = "encoder"  # what a finished trial keeps: encoder | checkpoint | none
     warnings: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE`s applied to the file, as given; already in every field above
 
     def trial_config(self, point: dict[str, Any] | None = None) -> TrialConfig:
         """The `TrialConfig` of one point (the base trial when `point` is None)."""
