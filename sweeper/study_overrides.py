@@ -10,7 +10,6 @@ reported at its `--set` instead of a file line.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sweeper.study_schema import SPEC_KINDS
 from sweeper.study_yaml import StudyProblem, YamlDocument, load_yaml_value
@@ -48,7 +47,7 @@ def apply_overrides(doc: YamlDocument, file: str, overrides: tuple[Override, ...
     """Set each override in `doc.data` (a mapping), in order, a later one winning, as later lines of
     an edited file would; the paths it sets are located at their `--set` from then on."""
     for override in overrides:
-        keys = _keys_of(doc.data, override.key.split("."))
+        keys = _keys_of(override.key.split("."))
         value = load_yaml_value(override.text, file, override.key)
         node, path = doc.data, ""
         for key in keys[:-1]:
@@ -77,26 +76,10 @@ def _forget(doc: YamlDocument, path: str, origin: str) -> None:
     doc.origins[path] = origin
 
 
-def _keys_of(data: dict[Any, Any], parts: list[str]) -> list[str]:
-    """The mapping keys a dotted KEY names. A key may itself hold dots (`space`'s keys are knob
-    paths, `space.backbone.width.grid`), so at each mapping the longest run of parts that is one
-    of its keys is taken; a new key is one part, or under `space` a knob path."""
-    keys: list[str] = []
-    node: Any = data
-    while parts:
-        existing = node if isinstance(node, dict) else {}
-        n = _longest(parts, existing) or (_new_knob_length(parts) if keys == ["space"] else 1)
-        keys.append(".".join(parts[:n]))
-        node, parts = existing.get(keys[-1]), parts[n:]
-    return keys
-
-
-def _longest(parts: list[str], keys: Any) -> int:
-    """How many leading parts, joined by dots, make the longest of `keys`; 0 if none."""
-    return next((n for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in keys), 0)
-
-
-def _new_knob_length(parts: list[str]) -> int:
-    """A `space` entry not in the file: all parts but a trailing kind (`grid`), so that a misspelt
-    knob is reported whole (`space.backbone.widht`)."""
-    return len(parts) - 1 if len(parts) > 1 and parts[-1] in SPEC_KINDS else len(parts)
+def _keys_of(parts: list[str]) -> list[str]:
+    """The mapping keys a dotted KEY names: one part each, but under `space` a knob path, whose
+    dots are its own (`space.backbone.width.grid` is space -> `backbone.width` -> grid)."""
+    if parts[0] == "space" and len(parts) > 1:
+        knob = parts[1:-1] if len(parts) > 2 and parts[-1] in SPEC_KINDS else parts[1:]  # all but a trailing kind
+        return ["space", ".".join(knob), *parts[1 + len(knob):]]
+    return parts

@@ -80,14 +80,16 @@ def test_a_problem_of_the_file_is_still_at_its_line(tmp_path: Path):
 
 
 def test_a_set_replacing_a_bad_file_value_clears_its_problem(tmp_path: Path):
-    """`--set` is the edit: a value the file got wrong and the command line fixes is no problem."""
-    path = tmp_path / "s.yaml"
-    study = yaml.safe_load(write_study(tmp_path).read_text())
-    study["trial"]["epochs"] = "two"
-    path.write_text(yaml.safe_dump(study, sort_keys=False))
-    with pytest.raises(StudyError):
-        load_study(path)
-    assert load_study(path, overrides=parse_overrides(["trial.epochs=2"])).base_trial["epochs"] == 2
+    """`--set` is the edit: a value the file got wrong and the command line replaces is no problem,
+    whether the checks (a word for a number) or the reader (a refused tag) found it."""
+    path = write_study(tmp_path)
+    text = path.read_text()
+    assert text.count("epochs: 2\n") == 1
+    for bad in ("two", "!!python/object:os.system {}"):
+        path.write_text(text.replace("epochs: 2\n", f"epochs: {bad}\n"))
+        with pytest.raises(StudyError):
+            load_study(path)
+        assert load_study(path, overrides=parse_overrides(["trial.epochs=5"])).base_trial["epochs"] == 5
 
 
 @pytest.mark.parametrize("bad", ["trial.epochs", "=2", "trial..epochs=2"])
