@@ -35,6 +35,15 @@ def test_help_version_and_validate_import_nothing_heavy(argv):
     assert loaded == set(), f"{' '.join(argv)} imported {sorted(loaded)}"
 
 
+def test_importing_the_trainer_methods_and_estimate_does_not_import_torch_dynamo():
+    """`@torch.compiler.disable` at class definition imported torch._dynamo with s3l_core.methods:
+    about 1 s of every command that imports s3l_core (86 s of a 99 s `estimate` on a loaded machine, issue 27)."""
+    code = "import s3l_core.trainer, s3l_core.methods, sweeper.estimate; import sys; print('torch._dynamo' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("command", ["run", "estimate", "status", "report"])
 def test_a_malformed_study_is_refused_before_torch_or_ray_is_imported(tmp_path, command):
     """`run` imported Ray, torch and pandas before reading the study: 7.9 s to refuse a typo on an
