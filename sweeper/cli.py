@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = commands.add_parser("estimate", help="the trials and their predicted cost: PFLOPs, wall time and device-hours on this CPU and on GPUs")
     estimate.add_argument("study", type=Path, help=TARGET_HELP)
     add_set_option(estimate)
+    estimate.add_argument("--remeasure", action="store_true",
+                          help="measure this CPU's rate for the study's trial shapes again and update the cache (a cached rate taken at a load above the cores is measured again anyway)")
     report = commands.add_parser("report", help="(re)write the HTML report of a study store")
     report.add_argument("store", type=target_type, help=STORE_TARGET_HELP)
     report.add_argument("--storage", help="override the study's storage directory (with a study file)")
@@ -150,7 +152,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     study = _load(study_file(args.study), check_cost=True, overrides=overrides_of(args))  # refused before torch is imported; then the cost ceiling
     from sweeper.estimate import render_estimate
 
-    print(render_estimate(study))
+    print(render_estimate(study, remeasure=args.remeasure))
     return 0
 
 

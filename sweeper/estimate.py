@@ -95,21 +95,23 @@ class DeviceTimes:
     trial_seconds: tuple[float, ...]
 
 
-def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflops: list[float], measure_cpu: bool = True) -> list[DeviceTimes]:
-    """This machine's CPU (measured once per trial shape, cached) and the GPU kinds of the cost
-    model. `configs` lists the trials (None for a sampled study: its CPU rate is the base trial's)."""
-    from sweeper.device_rate import cache_path, cpu_rate, cpu_rate_name, cpu_trial_seconds
+def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflops: list[float], measure_cpu: bool = True,
+                 remeasure: bool = False) -> list[DeviceTimes]:
+    """This machine's CPU (measured once per trial shape, cached; `remeasure`: measured again) and
+    the GPU kinds of the cost model. `configs` lists the trials (None for a sampled study: its CPU
+    rate is the base trial's)."""
+    from sweeper.device_rate import cache_path, cpu_rate, cpu_rate_name, cpu_trial_seconds, measured_note
 
     threads = max(1, int(study.resources.cpu))
     times = []
     if configs is not None:
-        cpu = cpu_trial_seconds(configs, threads, measure_cpu)
+        cpu = cpu_trial_seconds(configs, threads, measure_cpu, remeasure)
         if cpu is not None:
             tflops = sum(per_trial_pflops) * 1e3 / sum(cpu.seconds) if sum(cpu.seconds) > 0 else 0.0
-            source = f"measured on this machine for each of its {cpu.shapes} trial shapes ({cache_path()})"
+            source = f"measured on this machine for each of its {cpu.shapes} trial shapes ({measured_note(list(cpu.rates))}; {cache_path()})"
             times.append(DeviceTimes(DeviceRate(cpu_rate_name(threads), tflops, source, False), cpu.seconds))
     else:
-        base = cpu_rate(study.trial_config(), threads, measure_cpu)
+        base = cpu_rate(study.trial_config(), threads, measure_cpu, remeasure)
         if base is not None:
             times.append(DeviceTimes(base, tuple(predicted_seconds(p, base) for p in per_trial_pflops)))
     times.extend(DeviceTimes(rate, tuple(predicted_seconds(p, rate) for p in per_trial_pflops)) for rate in GPU_RATES)
@@ -144,8 +146,9 @@ def device_lines(study: Study, times: list[DeviceTimes]) -> list[str]:
     return lines
 
 
-def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_cpu: bool = True) -> str:
-    """The text of `estimate` (and of `run --dry-run` when `finished_ids` is given: only what would run)."""
+def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_cpu: bool = True, remeasure: bool = False) -> str:
+    """The text of `estimate` (and of `run --dry-run` when `finished_ids` is given: only what would
+    run); `remeasure` measures the CPU rate of every trial shape again."""
     out = [f"study {study.name}: {study.search.algorithm} search, {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU per trial, up to {study.max_concurrent} at once"]
     if is_sampled(study):
         count = study.search.num_samples
@@ -177,7 +180,7 @@ def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_
         totals = list(table["total_pflops"]) if count else []
     if count and totals:
         out.append("predicted wall time (training and evaluation FLOPs at each rate; Ray start-up and data loading apart):")
-        out.extend(device_lines(study, device_times(study, configs, totals, measure_cpu)))
+        out.extend(device_lines(study, device_times(study, configs, totals, measure_cpu, remeasure)))
     if study.budget.gpu_hours is not None:
         out.append(f"budget: {study.budget.gpu_hours:g} GPU-hours (no new trial starts once spent)")
     if study.budget.pflops is not None:
