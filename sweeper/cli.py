@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("study", type=Path, help=TARGET_HELP)
     add_set_option(estimate)
     estimate.add_argument("--remeasure", action="store_true",
-                          help="measure this CPU's rate for the study's trial shapes again and update the cache (a cached rate taken at a load above the cores is measured again anyway)")
+                          help="measure this CPU's rate at the study's step shapes again and update the cache (a cached rate taken at a load above the cores is measured again anyway)")
     report = commands.add_parser("report", help="(re)write the HTML report of a study store")
     report.add_argument("store", type=target_type, help=STORE_TARGET_HELP)
     report.add_argument("--storage", help="override the study's storage directory (with a study file)")

@@ -231,14 +231,15 @@ def cpu_rates(threads: int, shapes: list[StepShape], measure: bool = True, remea
 def _measuring_line(missing: list[StepShape], found: dict[StepShape, CachedRate | None], remeasure: bool, path: Path) -> str:
     overloaded = sum(1 for shape in missing if found[shape] is not None and not usable(found[shape]))
     why = " (--remeasure)" if remeasure else (f" ({overloaded} cached at a load above the cores)" if overloaded else ", once")
-    return f"measuring this CPU's speed for {len(missing)} trial shape(s){why} (cached in {path})"
+    which = f"the {len(found)}" if len(missing) == len(found) else f"{len(missing)} of the {len(found)}"  # the others are cached
+    return f"measuring this CPU's speed at {which} step shape(s) (network x resolution) these trials train at{why} (cached in {path})"
 
 
 def measured_note(rates: list[CachedRate]) -> str:
     """When and at what load a prediction's rates were measured, for `estimate`'s rate column."""
     known = [r.conditions for r in rates if r.conditions is not None]
     if not known:
-        return "time and load not recorded (an older cache; --remeasure records them)"
+        return "time and load not recorded: an older cache, --remeasure records them"
     days = sorted({c.measured_utc[:10] for c in known})
     loads = [c.load1 for c in known if c.load1 is not None]
     when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"

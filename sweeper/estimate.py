@@ -5,7 +5,7 @@ Grid and random studies list their trials (random draws are seeded, so they are 
 advance). Optuna studies sample adaptively: they show the space, the sample count and the
 cost range (cheapest and dearest corner of the space, and the mean over uniform draws).
 Costs are train + evaluation FLOPs, the quantity `budget.pflops` and the ledger charge, turned
-into wall time and device-hours on this machine's CPU (a rate measured for each trial shape)
+into wall time and device-hours on this machine's CPU (a rate measured for each step shape)
 and on the GPU kinds of `sweeper.cost_model.GPU_RATES`.
 """
 
@@ -97,7 +97,7 @@ class DeviceTimes:
 
 def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflops: list[float], measure_cpu: bool = True,
                  remeasure: bool = False) -> list[DeviceTimes]:
-    """This machine's CPU (measured once per trial shape, cached; `remeasure`: measured again) and
+    """This machine's CPU (measured once per step shape, cached; `remeasure`: measured again) and
     the GPU kinds of the cost model. `configs` lists the trials (None for a sampled study: its CPU
     rate is the base trial's)."""
     from sweeper.device_rate import cache_path, cpu_rate, cpu_rate_name, cpu_trial_seconds, measured_note
@@ -108,7 +108,9 @@ def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflo
         cpu = cpu_trial_seconds(configs, threads, measure_cpu, remeasure)
         if cpu is not None:
             tflops = sum(per_trial_pflops) * 1e3 / sum(cpu.seconds) if sum(cpu.seconds) > 0 else 0.0
-            source = f"measured on this machine for each of its {cpu.shapes} trial shapes ({measured_note(list(cpu.rates))}; {cache_path()})"
+            # Shapes, not trials: trials differing only in seed, epochs or data share one (so may a schedule's stages).
+            shapes = f"{cpu.shapes} step shape{'s' if cpu.shapes != 1 else ''} (network x resolution) of its {len(configs)} trial{'s' if len(configs) != 1 else ''}"
+            source = f"measured on this machine at the {shapes} ({measured_note(list(cpu.rates))}; {cache_path()})"
             times.append(DeviceTimes(DeviceRate(cpu_rate_name(threads), tflops, source, False), cpu.seconds))
     else:
         base = cpu_rate(study.trial_config(), threads, measure_cpu, remeasure)
@@ -119,6 +121,10 @@ def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflo
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 0.01:
+        return "< 0.01 s"
+    if seconds < 10:  # a GPU row of a small study: "0 s" said it takes no time at all
+        return f"{seconds:.2g} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -148,7 +154,7 @@ def device_lines(study: Study, times: list[DeviceTimes]) -> list[str]:
 
 def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_cpu: bool = True, remeasure: bool = False) -> str:
     """The text of `estimate` (and of `run --dry-run` when `finished_ids` is given: only what would
-    run); `remeasure` measures the CPU rate of every trial shape again."""
+    run); `remeasure` measures the CPU rate of every step shape again."""
     out = [f"study {study.name}: {study.search.algorithm} search, {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU per trial, up to {study.max_concurrent} at once"]
     if is_sampled(study):
         count = study.search.num_samples

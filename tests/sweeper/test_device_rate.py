@@ -126,5 +126,19 @@ def test_estimate_remeasure_measures_the_studys_shapes_again(machine: FakeMachin
     assert main(["estimate", str(path), "--remeasure"]) == 0
     captured = capsys.readouterr()
     assert machine.measured == 6 and "(--remeasure)" in captured.err
-    assert f"for each of its 3 trial shapes (2026-02-03 at a load of at most 0.5 on {CPUS} cores;" in captured.out
+    assert f"at the 3 step shapes (network x resolution) of its 3 trials (2026-02-03 at a load of at most 0.5 on {CPUS} cores;" in captured.out
     assert sorted(r["measured_utc"] for r in _cache(tmp_path).values()) == ["2026-02-03T00:00:00+00:00"] * 3
+
+
+def test_estimate_counts_step_shapes_as_such_beside_the_trials(machine: FakeMachine, tmp_path: Path, capsys):
+    """Issue 27: "5 trial shapes" above a table of 6 trials. Trials differing only in seed share a
+    shape, and a grown study measures only its new shapes: both counts are said as what they are."""
+    small = write_study(tmp_path, name="small", grid=[8])
+    assert main(["estimate", str(small)]) == 0
+    assert "measuring this CPU's speed at the 1 step shape(s) (network x resolution)" in capsys.readouterr().err
+    path = write_study(tmp_path, grid=[8, 12], seeds=[0, 1, 2])
+    assert main(["estimate", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "measuring this CPU's speed at 1 of the 2 step shape(s)" in captured.err  # 8 px was cached by the small study
+    assert "total: 6 trials" in captured.out
+    assert "measured on this machine at the 2 step shapes (network x resolution) of its 6 trials (" in captured.out
