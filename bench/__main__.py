@@ -9,6 +9,7 @@ BENCHES = {
     "throughput": ("bench.throughput", "trainer images/s: s3l_core path vs peer DataLoader vs model-only ceiling"),
     "augment": ("bench.augment", "CPU data only: s3l_core make_views vs per-sample torchvision v2"),
     "packing": ("bench.packing", "1/2/4/8 concurrent 16 px trials on one GPU via Ray fractional GPUs"),
+    "scale": ("bench.scale", "100 / 1,000 (--max: 10,000) trivial trials via the CLI vs a plain Ray Tune script"),
     "overhead": ("bench.overhead", "50 tiny trials through run_study vs 50 direct train() calls; driver RSS"),
     "learning": ("bench.learning", "each method on the Fashion-MNIST sample against its raw-pixel and random-encoder floors"),
     "quickstart": ("bench.quickstart", "wall time of `python -m sweeper run studies/quickstart.yaml`"),

@@ -7,11 +7,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.study import load_study
 from sweeper.study_model import Study, StudyError
 from sweeper.study_overrides import Override, OverrideSyntaxError, parse_overrides
+
+if TYPE_CHECKING:
+    from sweeper.run_summary import RunSummary
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
@@ -179,10 +182,20 @@ def _dry_run(study: Study, storage: str | None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     path = study_file(args.study)
-    # A malformed study is refused as fast as `validate` (before Ray is imported); a trial above the
-    # cost ceiling before Ray starts.
+    # A malformed study is refused as fast as `validate` (before Ray is imported); a study with
+    # nothing to launch or rebuild answers from its store; a trial above the cost ceiling is
+    # refused before Ray starts.
     overrides = overrides_of(args)
-    study = _load(path, check_cost=True, overrides=overrides)
+    study = _load(path, overrides=overrides)
+    if not args.dry_run:
+        from sweeper.run_summary import nothing_to_run
+
+        current = nothing_to_run(study, args.storage, report=not args.no_report)
+        if current is not None:
+            print(f"study {study.name}: {current.total} trials, {current.reused} already finished (reused), 0 to run; "
+                  f"store {_shown(current.store)}; its tables and report are current, so Ray is not started", flush=True)
+            return _print_outcome(study, current)
+    study = load_study(path, check_cost=True, overrides=overrides)
     from sweeper.cluster import ClusterError, available_resources, cluster_address
     from sweeper.store import StoreError
 
@@ -203,6 +216,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
     except (StoreError, ClusterError) as exc:
         raise UserFacingError(str(exc)) from None
+    return _print_outcome(study, summary)
+
+
+def _print_outcome(study: Study, summary: RunSummary) -> int:
     nodes = f"; finished trials ran on {summary.nodes} node{'s' if summary.nodes != 1 else ''}" if summary.nodes else ""
     print(f"study {study.name}: {summary.finished} finished, {summary.failed} failed, {summary.reused} reused, {summary.launched} run now{nodes}")
     print(f"results: {_shown(summary.store, 'results.parquet')}")

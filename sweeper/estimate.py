@@ -19,7 +19,7 @@ import pandas as pd
 
 from s3l_core.config import TrialConfig
 from sweeper.cost_model import GPU_RATES, DeviceRate, TrialCost, concurrent_trials, makespan, predicted_cost, predicted_seconds
-from sweeper.results import schedule_label
+from sweeper.resolution_schedule import stage_spec_label
 from sweeper.plan import is_sampled, pending_points, unique_points
 from sweeper.space import random_points
 from sweeper.study_cost_checks import corner_points
@@ -30,11 +30,7 @@ MEAN_DRAWS = 256  # uniform draws averaged for an Optuna study's expected trial 
 
 def _knob_text(key: str, value: Any) -> Any:
     """A knob's value for a table cell: a resolution schedule as `14x80%,28x20%` (or `14x8,28x2` in epochs)."""
-    if key != "resolution" or not isinstance(value, list):
-        return value
-    if all("epochs" in s for s in value):
-        return schedule_label(value)
-    return ",".join(f"{s['resolution']}x{s['fraction']:.0%}" if "fraction" in s else f"{s['resolution']}x{s.get('steps', '?')}st" for s in value)
+    return stage_spec_label(value) if key == "resolution" and isinstance(value, list) else value
 
 
 def trial_table(points: list[dict[str, Any]], configs: list[TrialConfig]) -> pd.DataFrame:

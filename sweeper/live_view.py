@@ -2,8 +2,8 @@
 
 - `quiet_ray`: Ray's warnings that are not the user's concern (snapshot timing, the auth-token
   notice, OptunaSearch's space notice) are silenced unless `-v`.
-- `StudyReporter`: Ray's CLI reporter with the knobs as named columns, trials named by the
-  store's trial id, and the study line (done/total, failed, spent, ETA) under each table.
+- `StudyReporter`: with `-v`, Ray's CLI reporter with the knobs as named columns, trials named
+  by the store's trial id, and the study line under each table (without `-v`: `study_view`).
 - `logger_callbacks`: the study's `loggers:` through Ray Tune's own integrations.
 - `Eta`: time left from the cost model, corrected by the rate the study has reached so far.
 """
@@ -27,6 +27,7 @@ QUIET_LOGGERS = (
     "ray.tune.execution.experiment_state",  # snapshot timing: one checkpoint per trial is ours
     "ray._private.authentication",  # auth-token notice of a loopback-only embedded Ray
     "ray.tune.tune",
+    "ray.tune.utils.util",  # "... took N s, which may be a performance bottleneck": the driver's housekeeping
 )
 QUIET_ENV = {
     # One checkpoint per trial and epoch is what resuming needs, not a slow snapshot.

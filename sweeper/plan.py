@@ -16,12 +16,17 @@ def is_sampled(study: Study) -> bool:
     return study.search.algorithm.startswith("optuna")
 
 
-def unique_points(study: Study) -> list[dict[str, Any]]:
-    """The grid/random points of a study, a point drawn twice counted once (as `run` does)."""
+def unique_trials(study: Study) -> dict[str, dict[str, Any]]:
+    """Trial id -> point for a grid/random study, in sweep order; a point drawn twice is one trial."""
     seen: dict[str, dict[str, Any]] = {}
     for point in sweep_points(study):
         seen.setdefault(point_trial_id(study, point), point)
-    return list(seen.values())
+    return seen
+
+
+def unique_points(study: Study) -> list[dict[str, Any]]:
+    """The grid/random points of a study, a point drawn twice counted once (as `run` does)."""
+    return list(unique_trials(study).values())
 
 
 def point_trial_id(study: Study, point: dict[str, Any]) -> str:
@@ -36,6 +41,11 @@ def planned_trials(study: Study) -> int:
     return study.search.num_samples if is_sampled(study) else len(unique_points(study))
 
 
+def pending_trials(study: Study, finished_ids: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(trial id, point) of each trial a `run` would launch: every unique point without a finished record."""
+    return [(tid, p) for tid, p in unique_trials(study).items() if tid not in finished_ids]
+
+
 def pending_points(study: Study, finished_ids: set[str]) -> list[dict[str, Any]]:
-    """The points a `run` would launch: every unique point without a finished record."""
-    return [p for p in unique_points(study) if point_trial_id(study, p) not in finished_ids]
+    """The points a `run` would launch."""
+    return [p for _, p in pending_trials(study, finished_ids)]

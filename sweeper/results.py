@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from s3l_core.floors import FLOOR_METRICS
+from sweeper.resolution_schedule import ResolutionSchedule
 from sweeper.store import Store
 
 if TYPE_CHECKING:
@@ -20,13 +21,6 @@ METRIC_COLUMNS = (
     "train_pflops", "eval_pflops", "total_pflops", "wall_s", "train_s", "img_per_s", "peak_mem_mb",
 )  # fmt: skip
 EPOCH_COLUMNS = ("trial_id", "epoch", "step", "resolution", "loss", "lr", "knn_val_top1", "train_pflops_cum", "wall_s_cum", "img_per_s")
-
-
-def schedule_label(resolution: int | list[dict[str, Any]]) -> str:
-    """`28`; `14x8,28x2` for 14 px for 8 epochs then 28 px for 2; `8x10s,14x10s` for stages in steps."""
-    if isinstance(resolution, int):
-        return str(resolution)
-    return ",".join(f"{s['resolution']}x{s['epochs']}" if s.get("epochs") is not None else f"{s['resolution']}x{s['steps']}s" for s in resolution)
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -46,9 +40,11 @@ def result_row(record: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"trial_id": record["trial_id"], "status": record["status"], "error": record.get("error")}
     row.update(flatten(config))
     row["steps_config"] = row.pop("steps", None)  # the run-length knob; `steps` is what was trained
-    row["resolution"] = resolution if isinstance(resolution, int) else max(s["resolution"] for s in resolution)
-    row["resolution_schedule"] = schedule_label(resolution)
-    row["resolution_stages"] = 1 if isinstance(resolution, int) else len(resolution)  # > 1: a schedule, not a full-size point
+    schedule = ResolutionSchedule.from_config(resolution)
+    row["resolution"] = schedule.largest
+    row["resolution_schedule"] = schedule.label
+    row["resolution_stages"] = len(schedule.resolutions)  # > 1: a schedule, not a full-size point
+    row.update(schedule.columns())
     metrics = record.get("metrics") or {}
     for column in METRIC_COLUMNS:
         row[column] = metrics.get(column)

@@ -14,14 +14,12 @@ import contextlib
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
 import pandas as pd
 import ray
-import yaml
 from ray import tune
 
 from sweeper.claim import WrittenReport, claimed_store, report_location, store_fault, write_study_report
@@ -30,12 +28,15 @@ from sweeper.cost_model import run_plan
 from sweeper.lease import Fence, Lease, LeaseLost
 from sweeper.live_view import Eta, OptunaTrialTags, StudyReporter, eta_text, logger_callbacks, make_eta, quiet_ray, record_optuna_objectives, tensorboard_hint
 from sweeper.provenance import provenance
+from sweeper.run_summary import RunSummary
 from sweeper.results import write_tables
-from sweeper.space import points as sweep_points
 from sweeper.space import to_ray_space
+from sweeper.plan import is_sampled, pending_trials, planned_trials
+from sweeper.point_queue import PointQueue, store_trial_name
 from sweeper.object_store import DRIVER_FILES, ObjectStore, join_uri, open_store
 from sweeper.store import Location, Store, StoreError, store_root
 from sweeper.study_model import Study
+from sweeper.study_view import StudyView, point_words
 from sweeper.study_schema import selection_metric
 from sweeper.trainable import (
     BUDGET_LEDGER,
@@ -55,20 +56,6 @@ log = logging.getLogger("sweeper")
 
 
 AnyStore = Union[Store, ObjectStore]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    store: Location  # a local folder, or the object store's URI
-    total: int
-    reused: int
-    launched: int
-    finished: int
-    failed: int
-    report: Location | None
-    nodes: int = 0  # the hosts (machines) the study's finished trials ran on
-    answer: str | None = None  # the report's warnings, verdict and headline (its summary.txt)
-
 
 
 def _context(study: Study, root: Location, lease: Fence | None = None) -> TrialContext:
@@ -113,17 +100,22 @@ class StudyProgress(tune.Callback):
     budget ledger (`budget.json`, read by each trial before it starts) and writes the study line
     that `StudyReporter` prints under each table."""
 
-    def __init__(self, store: AnyStore, context: TrialContext, total: int, reused: int, eta: Eta | None = None):
+    def __init__(self, store: AnyStore, context: TrialContext, total: int, reused: int, eta: Eta | None = None, announce: bool = True):
         self.store, self.context = store, context
         self.total, self.done, self.failed = total, reused, 0
         self.eta = eta
+        self.announce = announce  # print failures here (Ray's own table gives no reason); the live view prints its own
         self.spent = budget_spent(store)
+        self.running_pflops: dict[str, float] = {}  # Ray trial id -> PFLOPs its last report says it spent
         self.curves: dict[str, list[dict[str, Any]]] = {}
         self._write_ledger()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001 (Ray's signature)
         if EPOCH_RECORD_KEY in result:  # held only while the trial runs, so memory follows running trials
-            self.curves.setdefault(trial.trial_id, []).append(result[EPOCH_RECORD_KEY])
+            self.curves.setdefault(trial.trial_id, []).append(json.loads(result[EPOCH_RECORD_KEY]))
+        pflops = result.get("train_pflops")
+        if isinstance(pflops, (int, float)) and pflops == pflops:
+            self.running_pflops[trial.trial_id] = float(pflops)
         if self.eta is not None and result.get("epoch"):
             self.eta.progress(trial.trial_id, trial.config, int(result["epoch"]))
 
@@ -138,7 +130,8 @@ class StudyProgress(tune.Callback):
         error = (trial.last_result or {}).get(FAILED_AT_ONCE_KEY)
         if error:  # a config or data error: its record is written, retrying cannot help
             self.failed += 1
-            print(f"trial {trial.trial_id} failed (not retried): {error}", flush=True)
+            if self.announce:  # the live view says it otherwise
+                print(f"trial {trial.trial_id} failed (not retried): {error}", flush=True)
         curve = self.curves.pop(trial.trial_id, [])
         point = point_of(self.context, trial.config)
         if self.store.read_record(trial_id_for(self.context, point)) is None:
@@ -160,10 +153,12 @@ class StudyProgress(tune.Callback):
         error = _last_error_line(trial)
         record = unfinished_record(self.context, point_of(self.context, trial.config), "failed", error)
         _unless_lost(lambda: self.store.write_record(record))
-        print(f"trial {trial.trial_id} failed after its retries: {error}", flush=True)
+        if self.announce:
+            print(f"trial {trial.trial_id} failed after its retries: {error}", flush=True)
 
     def _charge(self, trial: Any) -> None:
         """Add what a trial spent (its last report: cumulative PFLOPs and seconds) to the ledger."""
+        self.running_pflops.pop(trial.trial_id, None)
         last = trial.last_result or {}
         if last.get("reused") or last.get("skipped_budget"):
             return
@@ -182,7 +177,8 @@ class StudyProgress(tune.Callback):
             budget = f", {self.spent[self.context.budget_metric]:.4g} of {self.context.budget_limit:g} {self.context.budget_metric} budget spent"
         else:
             gpu = f"{self.spent['gpu_hours']:.3g} GPU-hours, " if self.context.gpu_fraction > 0 else ""  # none on a CPU study
-            budget = f", {gpu}{self.spent['pflops']:.3g} PFLOPs spent by ended trials"
+            spent = self.spent["pflops"] + sum(self.running_pflops.values())
+            budget = f", {gpu}{spent:.3g} PFLOPs spent"
         eta = ""
         if self.eta is not None:
             left = self.total - self.done - self.failed
@@ -204,6 +200,13 @@ def _metrics_of_curve(curve: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _trial_error(trial: Any) -> str | None:
+    """Why a trial failed, for the live view: after its retries, or at once (a config or data error)."""
+    if str(trial.status) == "ERROR":
+        return _last_error_line(trial)
+    return (trial.last_result or {}).get(FAILED_AT_ONCE_KEY)
+
+
 def _last_error_line(trial: Any) -> str:
     path = getattr(trial, "error_file", None)
     try:
@@ -213,11 +216,11 @@ def _last_error_line(trial: Any) -> str:
     return lines[-1][:500] if lines else "unknown error"
 
 
-def _searcher_and_samples(study: Study, root: Path, pending: list[dict[str, Any]], done: int) -> tuple[Any, dict[str, Any], int]:
+def _searcher_and_samples(study: Study, root: Path, pending: list[tuple[str, dict[str, Any]]], done: int) -> tuple[Any, dict[str, Any], int]:
     """(search_alg or None, param_space, num_samples) for this run."""
     algorithm = study.search.algorithm
     if algorithm in ("grid", "random"):
-        return None, {"point": tune.grid_search(pending)}, 1
+        return PointQueue(pending), {}, len(pending)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -263,14 +266,6 @@ def _fail_abandoned_optuna_trials(storage: Any, name: str) -> None:
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
-def resolved_study_text(study: Study) -> str:
-    """The store's study.yaml: the resolved study (`--set`s already in its values), headed by those
-    `--set`s as comments, so that `load_study` reads it unchanged and a reader sees what changed."""
-    said = [f"# --set {json.dumps(o, ensure_ascii=True)[1:-1]}\n" for o in study.overrides]  # escaped: a line break in a value must not end the comment
-    head = "# resolved with these command-line overrides of the study file:\n" + "".join(said) if said else ""
-    return head + yaml.safe_dump(study.to_dict(), sort_keys=False)
-
-
 def run_study(study: Study, address: str | None = None, storage: str | None = None, report: bool = True, verbose: bool = False) -> RunSummary:
     """Run what the study lacks; `verbose` shows Ray's full output (warnings, every result)."""
     quiet_ray(verbose)
@@ -282,24 +277,22 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         context = _context(study, root, lease.fence if lease is not None else None)
         finished = store.finished_ids()
 
-        if study.search.algorithm in ("grid", "random"):
-            all_points = sweep_points(study)
-            unique: dict[str, dict[str, Any]] = {}  # a point drawn twice is one trial
-            for point in all_points:
-                unique.setdefault(trial_id_for(context, point), point)
-            pending = [p for tid, p in unique.items() if tid not in finished]
-            total, reused = len(unique), len(unique) - len(pending)
+        sampled = is_sampled(study)
+        if not sampled:
+            pending = pending_trials(study, finished)
+            total = planned_trials(study)
+            reused = total - len(pending)
         else:
             total, reused, pending = study.search.num_samples, min(len(finished), study.search.num_samples), []
         searcher, param_space, num_samples = _searcher_and_samples(study, driver_dir, pending, reused)
-        launched = len(pending) if searcher is None else num_samples
+        launched = num_samples
         idle = "; nothing to launch, so Ray is not started" if not launched else ""
         print(f"study {study.name}: {total} trials, {reused} already finished (reused), {launched} to run; store {store.location}{idle}", flush=True)
         if launched:  # the cluster, and the environment the new trials run in (kept from the last run otherwise)
             connect(cluster_address(study, address))
             check_capacity(study)
             store.put_json("provenance.json", provenance(ray.cluster_resources(), study.overrides))
-        store.put("study.yaml", resolved_study_text(study))
+        store.put("study.yaml", study.resolved_yaml())
         if launched and "tensorboard" in study.loggers:
             print(tensorboard_hint(store.join("ray")), flush=True)
 
@@ -307,18 +300,18 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         state = "crashed"
         try:
             if launched:
-                eta = make_eta(study, pending, lambda config: run_plan(trial_config_for(context, point_of(context, config))).rounds)
+                eta = make_eta(study, [p for _, p in pending], lambda config: run_plan(trial_config_for(context, point_of(context, config))).rounds)
                 try:
                     tuner = _tuner(study, store, context, searcher, param_space, num_samples, total, reused, eta, verbose, driver_dir, lease=lease)
                     with _sigterm_as_sigint():
                         tuner.fit()
                 finally:
-                    if searcher is not None:  # optuna-dashboard shows the objectives by name
+                    if sampled:  # optuna-dashboard shows the objectives by name
                         record_optuna_objectives(study, _optuna_url(driver_dir))
             if lease is not None and lease.lost is not None:  # the stopper ended the run
                 raise LeaseLost(store.location, None)
             store.check_writable("the study store")  # trials that met a full disk failed: say why
-            unended = _unended_trials(store, [trial_id_for(context, p) for p in pending], total)
+            unended = _unended_trials(store, [tid for tid, _ in pending], total)
             state = "interrupted" if launched and unended else "finished"
             results, written = _finish(store, state, report_dir)
             if state == "interrupted":  # Tune stops its trials on Ctrl-C (checkpoints kept) and returns as if done
@@ -434,9 +427,11 @@ def _tuner(
 ) -> tune.Tuner:
     scheduler = _scheduler(study)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
-    progress = StudyProgress(store, context, total, reused, eta)
+    progress = StudyProgress(store, context, total, reused, eta, announce=verbose)
     storage_path, storage_filesystem = store.ray_storage()
-    store_name = lambda trial: trial_id_for(context, point_of(context, trial.config))  # noqa: E731 (the store's id names the trial)
+    sampled = not isinstance(searcher, PointQueue)
+    # the store's id names the trial: carried in a queued point's config; computed for Optuna's
+    store_name = (lambda trial: trial_id_for(context, point_of(context, trial.config))) if sampled else store_trial_name  # noqa: E731
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -455,11 +450,16 @@ def _tuner(
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=study.failure.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # no num_to_keep: Ray would snapshot the whole experiment at every trial checkpoint; each
+            # trial deletes its own superseded checkpoint (`report_replacing_checkpoint`)
+            checkpoint_config=tune.CheckpointConfig(),
             stop=LeaseStopper(lease) if lease is not None else None,
             callbacks=[progress, *logger_callbacks(study, driver_dir or store.root)]
-            + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if searcher is not None else []),
-            progress_reporter=StudyReporter(study, searcher is None, progress.line, total - reused),
+            + ([OptunaTrialTags(searcher, lambda config: trial_id_for(context, point_of(context, config)))] if sampled else []),
+            progress_reporter=(StudyReporter(study, not sampled, progress.line, total - reused) if verbose else
+                               StudyView(store_name, lambda trial: point_words(study, point_of(context, trial.config)),
+                                         lambda trial: run_plan(trial_config_for(context, point_of(context, trial.config))).rounds,
+                                         progress.line, _trial_error)),
             verbose=3 if verbose else 1,
         ),
     )

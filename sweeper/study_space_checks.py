@@ -36,8 +36,9 @@ def check_seeds(c: StudyChecker) -> tuple[int, ...]:
         if not is_int(s) or not 0 <= s <= MAX_SEED:
             c.problem(f"seeds[{i}]", f"{brief(s)} is not an integer from 0 to {MAX_SEED}")
             ok = False
+    first: dict[int, int] = {}  # seed -> where it is first listed (one pass: a study may list 10,000 seeds)
     for i, s in enumerate(seeds):
-        if is_int(s) and seeds.index(s) != i:
+        if is_int(s) and first.setdefault(s, i) != i:
             c.problem(f"seeds[{i}]", f"seed {s} is listed twice")
             ok = False
     return tuple(seeds) if ok else (0,)

@@ -154,10 +154,12 @@ def _run_trial(config: dict[str, Any], context: TrialContext) -> None:
             "knn_val_top1": last_knn,  # carried forward: schedulers need the metric in every report
             "train_pflops": record.train_pflops_cum,
             "wall_s": record.wall_s_cum,
-            EPOCH_RECORD_KEY: dataclasses.asdict(record),  # lets the driver keep a stopped trial's curve
+            # lets the driver keep a stopped trial's curve; as text, so Tune does not keep running
+            # statistics of each of its numbers for every trial (in memory and in every snapshot)
+            EPOCH_RECORD_KEY: json.dumps(dataclasses.asdict(record)),
         }
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_path.parent)) if checkpoint_path else None
-        tune.report(metrics, checkpoint=checkpoint)
+        report_replacing_checkpoint(metrics, checkpoint)
 
     with tempfile.TemporaryDirectory(prefix=f"s3l-{tid}-") as scratch:
         try:
@@ -172,8 +174,8 @@ def _run_trial(config: dict[str, Any], context: TrialContext) -> None:
         store.write_record(record)
         final = {**_objective_values(record["metrics"], context.gpu_fraction), "store_trial_id": tid, "epoch": result.epochs[-1].epoch, "loss": result.epochs[-1].loss}
         kept = kept_folder(Path(scratch), context.study.keep)
-        # Ray keeps one checkpoint per trial: this one replaces the last full one (for `none`, with an empty folder)
-        tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(kept)) if kept is not None else None)
+        # one checkpoint per trial: this one replaces the last full one (for `none`, with an empty folder)
+        report_replacing_checkpoint(final, tune.Checkpoint.from_directory(str(kept)) if kept is not None else None)
 
 
 ENCODER_WEIGHTS = "encoder.pt"
@@ -196,6 +198,23 @@ def kept_folder(scratch: Path, keep: str) -> Path | None:
         with atomic_file(folder / ENCODER_WEIGHTS) as handle:
             torch.save(encoder, handle)
     return folder
+
+
+def report_replacing_checkpoint(metrics: dict[str, Any], checkpoint: tune.Checkpoint | None) -> None:
+    """Report, and once Ray has persisted the new checkpoint, delete this trial's previous one.
+
+    One checkpoint per trial is what resuming needs. Ray's own way (`CheckpointConfig(num_to_keep=1)`)
+    also forces a full experiment snapshot at every trial checkpoint, each as long as the study:
+    the driver's work per trial grew with the trials before it (issue 26, bench/scale.py)."""
+    previous = tune.get_checkpoint() if checkpoint is not None else None
+    tune.report(metrics, checkpoint=checkpoint)
+    current = tune.get_checkpoint()
+    if previous is None or current is None or current.path == previous.path:
+        return
+    try:
+        previous.filesystem.delete_dir(previous.path)
+    except (FileNotFoundError, OSError) as exc:  # a leftover folder costs space, never the trial
+        log.warning("could not delete the superseded checkpoint %s: %s", previous.path, exc)
 
 
 def _objective_values(metrics: dict[str, Any], gpu_fraction: float) -> dict[str, float]:

@@ -7,6 +7,7 @@ and the lease alike (so none of them imports another to read a URI).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 

@@ -26,6 +26,7 @@ from .compare import (
     trend_fits,
     trend_model,
 )
+from .files import ANSWER_NAME, INDEX_NAME
 from .membership import Membership, Plan, current_trial_ids, membership, study_plan
 from .page import (
     Section,
@@ -55,7 +56,6 @@ from .summary import (
 from .verdict import RULE
 
 FIGURE_PREFIX = "fig_"
-ANSWER_NAME = "summary.txt"  # warnings, verdict and headline as plain text, for the terminal and scripts
 MAX_HIGHLIGHT_CURVES = 8  # coloured learning curves (from the Pareto set)
 MAX_BACKGROUND_CURVES = 40  # grey learning curves sampled from the other trials
 MAX_PARETO_ROWS = 50
@@ -86,7 +86,7 @@ def write_report(store_dir: Path, report_dir: Path, on_figure: FigureHook | None
     report_dir = Path(report_dir)
     files: dict[str, bytes] = {}
     html = build_page(store, files, membership(store.results, ids, why, study_plan(Path(store_dir))), on_figure)
-    index = report_dir / "index.html"
+    index = report_dir / INDEX_NAME
     # index last; deletes only files an earlier report wrote (its manifest), never through a link
     write_file_set(report_dir, {**files, index.name: html.encode()})
     return index

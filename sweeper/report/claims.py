@@ -222,8 +222,8 @@ def schedules_left_out_sentence(schedules: pd.DataFrame) -> str:
     """What the trend fits leave out: trials pre-trained with a resolution schedule."""
     if schedules.empty:
         return ""
-    labels = sorted(set(schedules["resolution_schedule"].astype(str))) if "resolution_schedule" in schedules else []
-    words = "; ".join(describe_value("resolution_schedule", v) for v in labels[:4]) + ("; ..." if len(labels) > 4 else "")
+    distinct = sorted(set(schedules["resolution_schedule"].dropna())) if "resolution_schedule" in schedules else []
+    words = "; ".join(s.words() for s in distinct[:4]) + ("; ..." if len(distinct) > 4 else "")
     return (f"{plural(len(schedules), 'trial')} pre-trained with a resolution schedule ({words}) "
             f"{'is' if len(schedules) == 1 else 'are'} left out of these fits: a schedule is not one resolution, "
             "so it is no point on the resolution axis. Its accuracy and cost are in the trials table and on the "

@@ -320,7 +320,7 @@ def is_schedule(df: pd.DataFrame) -> pd.Series:
         if stages.notna().all():
             return stages > 1
     if "resolution_schedule" in df:
-        return df["resolution_schedule"].astype(str).str.contains(",")
+        return df["resolution_schedule"].map(lambda s: s is not None and s.staged).astype(bool)
     return pd.Series(False, index=df.index)
 
 

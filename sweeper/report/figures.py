@@ -32,7 +32,6 @@ from .summary import (
     full_size_value,
     is_accuracy,
     label,
-    parse_schedule,
     scaled_kind,
 )
 from .verdict import MARGIN, floor_columns
@@ -119,7 +118,7 @@ def ordered_values(column: str, values: pd.Series) -> list:
     """Distinct knob values in reading order (numbers ascending, schedules by resolution)."""
     distinct = list(pd.unique(values.dropna()))
     if column == "resolution_schedule":
-        return sorted(distinct, key=lambda v: ([r for r, _ in parse_schedule(v)][::-1], str(v)))
+        return sorted(distinct)
     try:
         return sorted(distinct, key=float)
     except (TypeError, ValueError):
@@ -558,8 +557,7 @@ def _floor_notes(ax, part: pd.DataFrame, y_lo: float, y_hi: float) -> tuple[set[
 
 def _short(knob: str, value) -> str:
     if knob == "resolution_schedule":
-        stages = parse_schedule(value)
-        return "→".join(str(r) for r, _ in stages) if stages else str(value)
+        return value.arrow()
     return fmt_number(value)
 
 

@@ -12,6 +12,8 @@ import pandas as pd
 import yaml
 
 from s3l_core.floors import FLOOR_METRICS
+from sweeper.resolution_schedule import STAGE_COLUMNS, ResolutionSchedule
+
 # test-split numbers (stated), validation-split numbers (select), floors; older stores lack some: NaN
 ACCURACY_COLUMNS = (
     "knn_top1",
@@ -117,7 +119,17 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
     if "resumed_from_corrupt" not in df:
         df["resumed_from_corrupt"] = False
     df["resumed_from_corrupt"] = df["resumed_from_corrupt"].fillna(False).astype(bool)
+    if "resolution_schedule" in df:
+        df["resolution_schedule"] = _schedules(df)
     return df.reset_index(drop=True)
+
+
+def _schedules(df: pd.DataFrame) -> list[ResolutionSchedule | None]:
+    """The resolution knob as structured schedules, from the stage columns; tables written before
+    those columns existed carry only the label, read once here."""
+    if set(STAGE_COLUMNS) <= set(df.columns):
+        return [ResolutionSchedule.from_columns(*cells) for cells in df[list(STAGE_COLUMNS)].itertuples(index=False)]
+    return [None if pd.isna(v) else ResolutionSchedule.from_label(v) for v in df["resolution_schedule"]]
 
 
 EPOCH_COLUMNS = ("trial_id", "epoch", "step", "knn_val_top1", "knn_top1", "loss", "train_pflops_cum", "wall_s_cum",

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweeper.resolution_schedule import ResolutionSchedule
+
 from .pareto import objective_signs
 
 DEFAULT_OBJECTIVES = {"knn_top1": "max", "train_pflops": "min"}
@@ -146,7 +148,7 @@ def _has_stage_lists(spec: Any) -> bool:
 
 
 def _has_multi_stage(schedules: pd.Series) -> bool:
-    return bool(schedules.dropna().astype(str).str.contains(",").any())
+    return any(s.staged for s in schedules.dropna())
 
 
 def scaled_kind(column: str) -> str | None:
@@ -156,35 +158,24 @@ def scaled_kind(column: str) -> str | None:
     return last if last in SCALED_KINDS else None
 
 
-def parse_schedule(value: Any) -> list[tuple[int, int | None]]:
-    """``"14x8,28x2"`` -> [(14, 8), (28, 2)] (epochs, or steps for ``"8x10s,14x10s"``); ``"28"`` -> [(28, None)]; junk -> []."""
-    stages = []
-    for part in str(value).split(","):
-        res, _, length = part.strip().partition("x")
-        try:
-            stages.append((int(float(res)), int(length.removesuffix("s")) if length else None))
-        except ValueError:
-            return []
-    return stages
-
-
-def schedule_unit(value: Any) -> str:
-    """What a schedule label's stage lengths count: "steps" (``8x10s``) or "epochs"."""
-    return "steps" if str(value).endswith("s") else "epochs"
+def as_schedule(value: Any) -> ResolutionSchedule | None:
+    """A resolution knob's value as a schedule: the report's column holds schedules; a plain
+    resolution column holds ints."""
+    if isinstance(value, ResolutionSchedule):
+        return value
+    try:
+        return ResolutionSchedule((int(value),))
+    except (TypeError, ValueError):
+        return None
 
 
 def describe_value(column: str, value: Any) -> str:
     """Human wording of a knob value: '14 px', '14 px for 8 epochs then 28 px for 2'."""
     kind = scaled_kind(column)
     if kind == "resolution":
-        stages = parse_schedule(value)
-        if len(stages) == 1:
-            return f"{stages[0][0]} px"
-        if stages:
-            parts = [f"{r} px" + (f" for {e}" if e else "") for r, e in stages]
-            if stages[0][1]:
-                parts[0] += f" {schedule_unit(value)}"
-            return " then ".join(parts)
+        schedule = as_schedule(value)
+        if schedule is not None:
+            return schedule.words()
     if kind == "width":
         return f"width {fmt_number(value)}x"
     if kind == "depth":
@@ -267,9 +258,8 @@ def full_size_value(column: str, values: pd.Series) -> Any:
         return None
     kind = scaled_kind(column)
     if column == "resolution_schedule":
-        single = {v: parse_schedule(v) for v in values.unique()}
-        single = {v: s[0][0] for v, s in single.items() if len(s) == 1}
-        return max(single, key=single.get) if single else None
+        single = [v for v in values.unique() if not v.staged]
+        return max(single, key=lambda v: v.largest) if single else None
     if kind == "data_fraction" and (values.astype(float) == 1.0).any():
         return values[values.astype(float) == 1.0].iloc[0]
     return values.max()

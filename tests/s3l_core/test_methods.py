@@ -4,7 +4,7 @@ from torch import Tensor
 
 from s3l_core.backbone import build_resnet
 from s3l_core.config import AugmentConfig, MethodConfig, TrialConfig
-from s3l_core.methods import BYOL, METHODS, MoCoV2, SimSiam, SplitBatchNorm, SSLMethod, build_method, frozen_copy, mlp
+from s3l_core.methods import BYOL, METHODS, MoCoV2, SplitBatchNorm, SSLMethod, build_method, frozen_copy, mlp
 from s3l_core.views import make_views, preset_for
 
 N, RES, CLASSES = 16, 12, 4

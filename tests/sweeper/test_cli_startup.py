@@ -144,3 +144,80 @@ def test_output_closed_by_its_reader_ends_quietly():
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def _current_finished_store(tmp_path: Path):
+    """A grid study whose every trial has a finished record, with its tables, state and report
+    written after the records, as a finished `run` leaves them (built here without training)."""
+    import time
+
+    from sweeper.claim import report_location
+    from sweeper.report import write_report
+    from sweeper.results import write_tables
+    from sweeper.run_summary import RunSummary  # noqa: F401 (the light module under test imports)
+    from sweeper.store import MARKER_NAME, Store, marker, store_root
+    from sweeper.study import load_study
+    from sweeper.trainable import TrialContext, new_record, trial_config_for
+    from tests.sweeper.conftest import write_study
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = write_study(tmp_path, grid=[8, 12])
+    study = load_study(path)
+    root = store_root(study)
+    store, context = Store(root), TrialContext(str(root), study, cpus=1.0, gpu_fraction=0.0)
+    for seed, res in enumerate((8, 12)):
+        point = {"resolution": res, "seed": 0}
+        record = new_record(point, trial_config_for(context, point), context, "finished", node="host-a:1234")
+        record["metrics"] = {"knn_top1": 0.7 + seed / 100, "knn_val_top1": 0.7, "train_pflops": 0.001 * res, "wall_s": 1.0, "test_size": 200}
+        store.write_record(record)
+    time.sleep(0.01)  # the outputs are newer than every record
+    store.put_json(MARKER_NAME, marker(study.name))
+    store.put("study.yaml", study.resolved_yaml())
+    store.put_json("state.json", {"state": "finished"})
+    write_tables(store)
+    write_report(root, report_location(study))
+    return path, study, root
+
+
+def test_a_rerun_of_a_current_finished_study_imports_nothing_heavy_and_writes_nothing(tmp_path: Path):
+    """`run` of a finished study started Ray (40 s), then torch and a report rebuild (16 s): the
+    answer was already in the store (issue 26)."""
+    path, study, root = _current_finished_store(tmp_path)
+    from sweeper.claim import report_location
+
+    watched = [p for folder in (root, report_location(study)) for p in folder.rglob("*") if p.is_file()]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
+    loaded, done = _modules_loaded_by("run", str(path))
+    assert done.returncode == 0, done.stderr
+    assert loaded == set(), f"run of a current store imported {sorted(loaded)}"
+    assert "2 trials, 2 already finished (reused), 0 to run" in done.stdout and "so Ray is not started" in done.stdout
+    assert "2 finished, 0 failed, 2 reused, 0 run now; finished trials ran on 1 node" in done.stdout
+    assert (report_location(study) / "summary.txt").read_text() in done.stdout  # the report's answer, as a full run prints it
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched} == before
+    assert not (root / ".lock").exists() or (root / ".lock") in before
+
+
+def test_a_store_with_anything_new_takes_the_full_run(tmp_path: Path):
+    """A record newer than the report, a changed study, a state other than finished, a missing trial
+    or no report asked for the report's answer: the full path decides (and rebuilds)."""
+    import dataclasses
+    import json
+    import os
+
+    from sweeper.run_summary import nothing_to_run
+
+    path, study, root = _current_finished_store(tmp_path)
+    assert nothing_to_run(study, None, report=True) is not None
+    record = next((root / "trials").glob("*.json"))
+    later = record.stat().st_mtime + 5
+    os.utime(record, (later, later))
+    assert nothing_to_run(study, None, report=True) is None  # the tables and report are older than it
+    assert nothing_to_run(study, None, report=False) is None  # so are the tables
+    path, study, root = _current_finished_store(tmp_path / "b")
+    assert nothing_to_run(dataclasses.replace(study, description="changed"), None, report=True) is None
+    grown = dataclasses.replace(study, seeds=(0, 1))
+    (root / "study.yaml").write_text(grown.resolved_yaml())
+    assert nothing_to_run(grown, None, report=True) is None  # two trials have no record
+    (root / "state.json").write_text(json.dumps({"state": "interrupted"}))
+    (root / "study.yaml").write_text(study.resolved_yaml())
+    assert nothing_to_run(study, None, report=True) is None

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from s3l_core.config import TrialConfig
-from sweeper.results import results_frame, schedule_label, write_tables
+from sweeper.report.store import normalize_results
+from sweeper.resolution_schedule import ResolutionSchedule, schedule_label
+from sweeper.results import results_frame, write_tables
 from sweeper.store import Store
 
 
@@ -89,5 +91,9 @@ def test_a_schedule_in_steps_makes_its_tables_and_its_wording(tmp_path: Path):
     store.write_record({"trial_id": "a", "status": "finished", "config": config.to_dict(), "metrics": {"knn_top1": 0.5}})
     results = write_tables(store)
     assert results["resolution_schedule"].tolist() == ["8x10s,14x10s"] and results["resolution"].tolist() == [14]
-    assert describe_value("resolution_schedule", "8x10s,14x10s") == "8 px for 10 steps then 14 px for 10"
-    assert describe_value("resolution_schedule", "14x8,28x2") == "14 px for 8 epochs then 28 px for 2"
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    assert list(table["resolution_stage_px"].iloc[0]) == [8, 14] and list(table["resolution_stage_length"].iloc[0]) == [10, 10]
+    table["resolution_schedule"] = "a label nobody parses"  # the report reads the stage columns, never the label
+    schedule = normalize_results(table)["resolution_schedule"].iloc[0]
+    assert schedule == ResolutionSchedule((8, 14), (10, 10), "steps")
+    assert describe_value("resolution_schedule", schedule) == "8 px for 10 steps then 14 px for 10"

@@ -21,6 +21,7 @@ def test_trials_a_killed_driver_left_running_in_optuna_are_marked_failed(tmp_pat
 
 
 finishes: list[str] = []  # the state each faked `_finish` was asked to write
+fake_tuners: list = []  # each faked Tuner, with the searcher, param space and configs Ray was given
 
 
 def run_with_fake_ray(study, monkeypatch, ends: int | None = None, tables: bool = False) -> tuple[object, list[dict]]:
@@ -40,11 +41,13 @@ def run_with_fake_ray(study, monkeypatch, ends: int | None = None, tables: bool 
     initialized_before = ray.is_initialized()  # an earlier test may have left a Ray up in this process
 
     class FakeTuner:
-        def __init__(self, param_space: dict, context):
-            self.param_space, self.context = param_space, context
+        def __init__(self, searcher, param_space: dict, context):
+            self.searcher, self.param_space, self.context = searcher, param_space, context
 
         def fit(self) -> None:
-            points = self.param_space["point"]["grid_search"]
+            self.configs = configs = list(iter(lambda: self.searcher.suggest(f"ray{len(launched)}"), "FINISHED"))
+            fake_tuners.append(self)
+            points = [c["point"] for c in configs]
             launched.extend(points)
             store = Store(store_root(study))
             for point in points[:ends]:
@@ -54,7 +57,7 @@ def run_with_fake_ray(study, monkeypatch, ends: int | None = None, tables: bool 
     monkeypatch.setattr(runner, "check_capacity", lambda study: None)
     monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(runner, "make_eta", lambda *args, **kwargs: None)
-    monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(param_space, context))
+    monkeypatch.setattr(runner, "_tuner", lambda study, store, context, searcher, param_space, *rest, **kw: FakeTuner(searcher, param_space, context))
     from sweeper.results import results_frame
 
     def finish(store, state, report_dir):
@@ -93,6 +96,31 @@ def test_a_run_launches_only_the_trials_the_store_lacks(tmp_path: Path, monkeypa
     summary, launched = run_with_fake_ray(study, monkeypatch)
     assert (summary.total, summary.reused, summary.launched) == (6, 2, 4)
     assert sorted(map(str, launched)) == sorted(map(str, points[2:]))
+
+
+def test_ray_is_handed_one_small_point_per_trial_whatever_the_study_size(tmp_path: Path, monkeypatch):
+    """`tune.grid_search(points)` put every point in the param space, and Ray deep-copied the whole
+    list once per trial: quadratic in the study's size (issue 26). Now each trial's config is its own
+    point and store id, and what Tune saves of the searcher is a cursor."""
+    import pickle
+
+    from sweeper.plan import point_trial_id
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import write_study
+
+    config_bytes, saved_bytes = {}, {}
+    for n in (3, 300):
+        (tmp_path / str(n)).mkdir()
+        study = load_study(write_study(tmp_path / str(n), grid=[8], seeds=list(range(n))))
+        run_with_fake_ray(study, monkeypatch)
+        tuner = fake_tuners[-1]
+        assert tuner.param_space == {} and len(tuner.configs) == n
+        assert all(set(c) == {"trial_id", "point"} and c["trial_id"] == point_trial_id(study, c["point"]) for c in tuner.configs)
+        config_bytes[n] = max(len(pickle.dumps(c)) for c in tuner.configs)
+        tuner.searcher.save(str(tmp_path / f"searcher-{n}.json"))
+        saved_bytes[n] = (tmp_path / f"searcher-{n}.json").stat().st_size
+    assert config_bytes[300] <= config_bytes[3] + 4 and config_bytes[300] < 500  # a seed's extra digits, no more
+    assert saved_bytes[300] <= saved_bytes[3] + 4
 
 
 def test_a_study_grown_by_a_seed_runs_only_the_new_seeds_trials(tmp_path: Path, monkeypatch):
@@ -210,6 +238,25 @@ def test_the_nsga2_searcher_pickles_as_ray_tune_saves_it(tmp_path: Path):
     searcher, _, _ = runner._searcher_and_samples(study, tmp_path, [], 0)
     again = ray.cloudpickle.loads(ray.cloudpickle.dumps(searcher))
     assert type(again._sampler).__name__ == "NSGAIISampler" and again._sampler._population_size == searcher._sampler._population_size
+
+
+def test_ray_is_not_asked_to_snapshot_the_experiment_at_every_trial_checkpoint(tmp_path: Path):
+    """`CheckpointConfig(num_to_keep=1)` made Tune write its whole experiment state (as long as the
+    study) at every trial checkpoint: the driver's work per trial grew with the trials before it.
+    Each trial deletes its own superseded checkpoint instead (`report_replacing_checkpoint`)."""
+    import sweeper.runner as runner
+    from sweeper.point_queue import PointQueue, store_trial_name
+    from sweeper.store import Store
+    from sweeper.study import load_study
+    from tests.sweeper.conftest import write_study
+
+    study = load_study(write_study(tmp_path, grid=[8, 12]))
+    store = Store(tmp_path / "runs" / "tiny")
+    context = runner._context(study, store.root)
+    tuner = runner._tuner(study, store, context, PointQueue([]), {}, 0, 2, 0)
+    run_config, tune_config = tuner._local_tuner._run_config, tuner._local_tuner._tune_config
+    assert run_config.checkpoint_config.num_to_keep is None
+    assert tune_config.trial_name_creator is store_trial_name and tune_config.trial_dirname_creator is store_trial_name
 
 
 def test_a_runs_set_overrides_are_in_the_stores_study_and_provenance(tmp_path: Path, monkeypatch):

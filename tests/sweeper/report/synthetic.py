@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from sweeper.resolution_schedule import STAGE_COLUMNS, ResolutionSchedule
+
 RESOLUTIONS = ["8", "12", "16", "20", "28", "14x8,28x2"]  # resolution_schedule values
 GRID: dict[str, list[Any]] = {
     "resolution": RESOLUTIONS,
@@ -148,6 +150,9 @@ def make_tables(
         "optimizer.weight_decay": 1e-4,
     }
     results = pd.DataFrame(config)
+    cells = [ResolutionSchedule.from_label(label).columns() for label in schedule]
+    for column in STAGE_COLUMNS:  # the structured schedule, as results.py writes it
+        results[column] = [c[column] for c in cells]
     results["knn_top1"] = acc
     results["knn_top1_best"] = acc + np.abs(rng.normal(0, 0.002, n))
     results["linear_top1"] = np.where(rng.random(n) < linear_nan, np.nan, acc + 0.015 + rng.normal(0, 0.003, n))

@@ -14,6 +14,7 @@ from sweeper.report.compare import (
     fair_pairs,
     trend_fits,
 )
+from sweeper.report.store import normalize_results
 from sweeper.report.verdict import FAILS, HOLDS, INCONCLUSIVE, NOT_MEANINGFUL
 
 OBJ = {"knn_top1": "max", "train_pflops": "min"}
@@ -23,7 +24,7 @@ def table(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["trial_id"] = [f"t{i}" for i in range(len(df))]
     df["status"] = "finished"
-    return df
+    return normalize_results(df)  # as the report reads a store: schedules become ResolutionSchedule
 
 
 def resolution_rows(accuracies: dict[int, list[float]], floors=(0.70, 0.65), test_size=10_000, **extra):
@@ -287,7 +288,7 @@ def test_trend_fits_leave_schedules_out_of_the_resolution_axis():
     from sweeper.report.compare import trend_model
 
     model = trend_model(table(with_schedule), ["resolution_schedule", "backbone.width"])
-    assert list(model.schedules["resolution_schedule"]) == ["14x8,28x2"]
+    assert [s.label for s in model.schedules["resolution_schedule"]] == ["14x8,28x2"]
     assert schedules_left_out_sentence(model.schedules).startswith(
         "1 trial pre-trained with a resolution schedule (14 px for 8 epochs then 28 px for 2) is left out of these fits")
 

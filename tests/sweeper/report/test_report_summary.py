@@ -1,16 +1,19 @@
 import pandas as pd
 
 from sweeper.report import knob_columns, study_objectives
-from sweeper.report.summary import describe_value, fmt_pct, full_size_value, parse_schedule
+from sweeper.report.summary import describe_value, fmt_pct, full_size_value
+from sweeper.resolution_schedule import ResolutionSchedule
 
 OBJ = {"knn_top1": "max", "train_pflops": "min"}
 
 
 def test_full_size_of_a_schedule_is_the_largest_single_stage():
-    values = pd.Series(["14x8,32x2", "28", "14"])
-    assert full_size_value("resolution_schedule", values) == "28"
+    values = pd.Series([ResolutionSchedule((14, 32), (8, 2), "epochs"), ResolutionSchedule((28,)), ResolutionSchedule((14,))])
+    assert full_size_value("resolution_schedule", values) == ResolutionSchedule((28,))
     assert full_size_value("data_fraction", pd.Series([0.1, 0.5])) == 0.5
-    assert parse_schedule("14x8,28x2") == [(14, 8), (28, 2)]
+    assert ResolutionSchedule.from_label("14x8,28x2") == ResolutionSchedule((14, 28), (8, 2), "epochs")
+    assert ResolutionSchedule.from_label("8x10s,14x10s") == ResolutionSchedule((8, 14), (10, 10), "steps")
+    assert describe_value("resolution_schedule", ResolutionSchedule((8, 14), (10, 10), "steps")) == "8 px for 10 steps then 14 px for 10"
     assert describe_value("backbone.depth", 18) == "depth 18"
     assert fmt_pct(0.27) == "27%" and fmt_pct(0.082) == "8.2%" and fmt_pct(0.0042) == "0.42%"
 

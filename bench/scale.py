@@ -1,0 +1,223 @@
+"""Scale: studies of 100 and 1,000 (and with --max 10,000) trivial trials through the real CLI.
+
+    python -m bench scale [--sizes 100,1000] [--max] [--keep DIR] [--json PATH]
+
+Each study is the cheapest trial the config accepts (the `digits` set, ResNet-10 at width 0.0625,
+8 px, 1 epoch of 10% of the data, kNN only), one trial per seed, 2 at a time on an embedded Ray.
+For each size it runs, as subprocesses whose own CPU time and peak RSS are sampled from /proc:
+
+  run          `python -m sweeper run`: per-trial overhead by decile of the run (the decile's
+               slot-seconds per trial, from its records' landing times, minus the mean train()
+               wall its records give), driver CPU, driver peak RSS, store files and bytes per trial
+  peer         a plain Ray Tune script (`bench/scale_peer.py`: reuse_actors=True, the same trials,
+               2 at a time) measured the same way
+  re-run       `run` again with nothing new; `status`, `report` and `estimate` of the full store;
+               `run` with one more seed (its wall minus that trial's train() wall)
+
+Targets (issue 26): the last decile's overhead within 1.25x of the first and at most the peer's;
+driver peak RSS at 1,000 trials within 10% of 100; at most 50 KB per finished trial beyond the
+kept encoder; a re-run with nothing new under 3 s, with one new trial its train time plus 15 s;
+`estimate`, `status` and `report` each under 15 s of CPU at 10,000 trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.common import ROOT, machine, print_table, write_json
+
+SLOTS = 2
+TRIVIAL_TRIAL = {
+    "method": "simclr",
+    "backbone": {"depth": 10, "width": 0.0625, "stages": 4},
+    "resolution": 8,
+    "epochs": 1,
+    "data_fraction": 0.1,
+    "batch_size": 64,
+    "eval": {"every": 1, "knn_k": 10, "linear_probe": False, "floors": False, "resolution": 8},
+}
+CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
+
+
+def write_scale_study(directory: Path, trials: int) -> Path:
+    study = {
+        "name": f"scale-{trials}",
+        "dataset": "digits",
+        "trial": TRIVIAL_TRIAL,
+        "space": {"resolution": {"grid": [8]}},
+        "seeds": list(range(trials)),
+        "search": {"algorithm": "grid"},
+        "objectives": {"knn_top1": "max", "train_pflops": "min"},
+        "resources": {"cpu": 1, "gpu": 0},
+        "max_concurrent": SLOTS,
+        "failure": {"max_retries": 0},
+        "storage": str(directory / "runs"),
+        "report": str(directory / "reports"),
+    }
+    path = directory / f"scale-{trials}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+class ProcessSampler(threading.Thread):
+    """The process's own CPU seconds (user + system, children excluded) and peak RSS (VmHWM),
+    read from /proc every `every_s` until it exits."""
+
+    def __init__(self, pid: int, every_s: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.cpu_s = 0.0
+        self.peak_rss_mb = 0.0
+
+    def run(self) -> None:
+        stat, status = Path(f"/proc/{self.pid}/stat"), Path(f"/proc/{self.pid}/status")
+        while True:
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                self.cpu_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_rss_mb = int(line.split()[1]) / 1024
+            except (OSError, IndexError, ValueError):
+                return  # exited
+            time.sleep(self.every_s)
+
+
+def measured(argv: list[str]) -> dict[str, Any]:
+    """Run `argv`; its wall time, own CPU time, peak RSS, exit status and output tail."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampler = ProcessSampler(process.pid)
+    sampler.start()
+    output = process.communicate()[0]
+    wall = time.perf_counter() - started
+    sampler.join()
+    if process.returncode != 0:
+        print(output[-3000:], file=sys.stderr)
+    return {"argv": argv[1:], "rc": process.returncode, "wall_s": wall, "cpu_s": sampler.cpu_s,
+            "peak_rss_mb": sampler.peak_rss_mb, "tail": output[-600:]}
+
+
+def decile_overheads(landed: list[float], train_walls: list[float], start: float) -> list[float]:
+    """Per decile of the run: slot-seconds per trial (from the decile's landing times) minus the
+    decile's mean train() wall. The first trial's interval holds the run's start, so it is left out."""
+    order = sorted(range(len(landed)), key=landed.__getitem__)
+    times = [start] + [landed[i] for i in order]
+    walls = [train_walls[i] for i in order]
+    n = len(order)
+    out = []
+    for d in range(10):
+        lo, hi = max(1, d * n // 10), (d + 1) * n // 10
+        if hi <= lo:
+            out.append(float("nan"))
+            continue
+        per_trial = (times[hi] - times[lo]) * SLOTS / (hi - lo)
+        out.append(per_trial - sum(walls[lo:hi]) / (hi - lo))
+    return out
+
+
+def store_figures(store: Path) -> dict[str, Any]:
+    files = [p for p in store.rglob("*") if p.is_file()]
+    records = [json.loads(p.read_text()) for p in (store / "trials").glob("*.json")]
+    finished = [r for r in records if r.get("status") == "finished"]
+    encoder = sum(p.stat().st_size for p in files if p.name == "encoder.pt")
+    total = sum(p.stat().st_size for p in files)
+    landed = [(store / "trials" / f"{r['trial_id']}.json").stat().st_mtime for r in finished]
+    return {
+        "files": len(files), "bytes": total, "encoder_bytes": encoder, "finished": len(finished),
+        "bytes_per_trial_beyond_encoder": (total - encoder) / max(1, len(finished)),
+        "landed": landed, "train_walls": [r["metrics"]["wall_s"] for r in finished],
+    }
+
+
+def scale_run(directory: Path, trials: int) -> dict[str, Any]:
+    py = [sys.executable, "-m", "sweeper"]
+    study = write_scale_study(directory, trials)
+    store = directory / "runs" / f"scale-{trials}"
+    print(f"{trials} trials through `run` ...", flush=True)
+    start = time.time()
+    run = measured([*py, "run", str(study)])
+    figures = store_figures(store)
+    run["deciles"] = decile_overheads(figures.pop("landed"), figures.pop("train_walls"), start)
+    run.update(figures)
+
+    print(f"{trials} trials through a plain Ray Tune script ...", flush=True)
+    peer_json = directory / f"peer-{trials}.json"
+    peer = measured([sys.executable, "-m", "bench.scale_peer", str(study), str(peer_json)])
+    landings = json.loads(peer_json.read_text())
+    peer["deciles"] = decile_overheads(landings["landed"], landings["train_walls"], landings["start"])
+
+    print("re-run, status, report, estimate ...", flush=True)
+    again = {name: measured([*py, *argv]) for name, argv in (
+        ("run, nothing new", ["run", str(study)]),
+        ("status", ["status", str(study)]),
+        ("report", ["report", str(study)]),
+        ("estimate", ["estimate", str(study)]),
+    )}
+    grown = yaml.safe_load(study.read_text())
+    grown["seeds"].append(trials)
+    study.write_text(yaml.safe_dump(grown, sort_keys=False))
+    one_new = measured([*py, "run", str(study)])
+    newest = max((store / "trials").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    one_new["new_trial_train_s"] = json.loads(newest.read_text())["metrics"]["wall_s"]
+    again["run, one new trial"] = one_new
+    return {"trials": trials, "run": run, "peer": peer, "again": again}
+
+
+def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    n, run, peer, again = result["trials"], result["run"], result["peer"], result["again"]
+    first, last = run["deciles"][0], run["deciles"][-1]
+    rows = [
+        {"figure": f"{n} trials: run wall / driver CPU", "value": f"{run['wall_s']:.1f} s / {run['cpu_s']:.1f} s", "peer": f"{peer['wall_s']:.1f} s / {peer['cpu_s']:.1f} s"},
+        {"figure": "driver peak RSS", "value": f"{run['peak_rss_mb']:.0f} MB", "peer": f"{peer['peak_rss_mb']:.0f} MB"},
+        {"figure": "overhead per trial by decile (s)", "value": " ".join(f"{x:.2f}" for x in run["deciles"]), "peer": " ".join(f"{x:.2f}" for x in peer["deciles"])},
+        {"figure": "last decile / first", "value": f"{last / first:.2f}" if first > 0 else "-", "peer": ""},
+        {"figure": "last decile, run / peer", "value": f"{last / peer['deciles'][-1]:.2f}" if peer["deciles"][-1] > 0 else "-", "peer": ""},
+        {"figure": "store files / MB", "value": f"{run['files']} / {run['bytes'] / 1e6:.1f}", "peer": ""},
+        {"figure": "bytes per trial beyond the kept encoder", "value": f"{run['bytes_per_trial_beyond_encoder'] / 1e3:.1f} KB", "peer": ""},
+    ]
+    for name, m in again.items():
+        extra = f" (train {m['new_trial_train_s']:.1f} s)" if "new_trial_train_s" in m else ""
+        rows.append({"figure": name, "value": f"{m['wall_s']:.1f} s wall, {m['cpu_s']:.1f} s CPU{extra}" + ("" if m["rc"] == 0 else f", exit {m['rc']}"), "peer": ""})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100,1000", help="comma-separated trial counts")
+    parser.add_argument("--max", action="store_true", help="add a 10,000-trial study")
+    parser.add_argument("--keep", type=Path, help="keep the stores here instead of a temp dir")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")] + ([10_000] if args.max else [])
+    import os
+
+    where = machine("cpu")
+    print(f"machine: {where}; load average at start {os.getloadavg()[0]:.1f}", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = args.keep or Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        for n in sizes:
+            results.append(scale_run(directory, n))
+            results[-1]["load_after"] = os.getloadavg()
+            print_table(rows_of(results[-1]), ["figure", "value", "peer"], title=f"{n} trials (load {os.getloadavg()[0]:.1f})")
+    if len(results) >= 2:
+        a, b = results[0]["run"], results[1]["run"]
+        print(f"\ndriver peak RSS {results[1]['trials']} vs {results[0]['trials']} trials: {100 * (b['peak_rss_mb'] / a['peak_rss_mb'] - 1):+.1f}%")
+    write_json(args.json, {"bench": "scale", "machine": where, "args": {k: str(v) for k, v in vars(args).items()}, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
