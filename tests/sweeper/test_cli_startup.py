@@ -221,3 +221,21 @@ def test_a_store_with_anything_new_takes_the_full_run(tmp_path: Path):
     (root / "state.json").write_text(json.dumps({"state": "interrupted"}))
     (root / "study.yaml").write_text(study.resolved_yaml())
     assert nothing_to_run(study, None, report=True) is None
+
+
+def test_a_rerun_with_the_same_set_answers_from_the_store_and_without_it_takes_the_full_run(tmp_path: Path):
+    """The store's study.yaml of a `run --set` is headed by its `--set`s: the same command again is
+    a current store (no Ray), the file without them is another study (the full path decides)."""
+    from sweeper.run_summary import nothing_to_run
+    from sweeper.study import load_study
+    from sweeper.study_overrides import parse_overrides
+
+    path, study, root = _current_finished_store(tmp_path)
+    overridden = load_study(path, overrides=parse_overrides(["description=changed on the command line"]))
+    (root / "study.yaml").write_text(overridden.resolved_yaml())
+    assert (root / "study.yaml").read_text().startswith("# resolved with these command-line overrides")
+    assert nothing_to_run(overridden, None, report=True) is not None
+    assert nothing_to_run(study, None, report=True) is None
+    loaded, done = _modules_loaded_by("run", str(path), "--set", "description=changed on the command line")
+    assert done.returncode == 0, done.stderr
+    assert loaded == set() and "so Ray is not started" in done.stdout
