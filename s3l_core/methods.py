@@ -30,6 +30,13 @@ from .backbone import ResNet
 from .config import ConfigError, ConfigProblem, MethodConfig
 from .losses import byol_loss, moco_infonce, nt_xent, simsiam_loss
 
+# `torch.compiler.disable` imports torch._dynamo (about a second) when it decorates, so importing
+# this module paid for it on every command. torch's own lazy form of it imports dynamo at the first
+# call instead; compiled code still calls the function eagerly (a graph break), as with
+# torch.compiler.disable (recursive, the default of both). Without it (a torch that dropped the
+# private name) the eager decorator is used.
+outside_compiled_regions = getattr(torch, "_disable_dynamo", None) or torch.compiler.disable
+
 
 def mlp(
     in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False, hidden_bn: bool = True
@@ -196,7 +203,7 @@ class MoCoV2(SSLMethod):
     def set_extra_state(self, state: Tensor) -> None:
         self.shuffle_generator.set_state(state.cpu())
 
-    @torch.compiler.disable  # a CPU generator is no graph input: draw outside any compiled region
+    @outside_compiled_regions  # a CPU generator is no graph input: draw outside any compiled region
     def _key_shuffle(self, size: int, device: torch.device) -> Tensor:
         return torch.randperm(size, generator=self.shuffle_generator, device="cpu").to(device, non_blocking=True)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeper.study import load_study
 from sweeper.study_model import Study, StudyError
+from sweeper.study_overrides import Override, OverrideSyntaxError, parse_overrides
 
 if TYPE_CHECKING:
     from sweeper.run_summary import RunSummary
@@ -43,6 +44,11 @@ class _VersionAction(argparse.Action):
 # Every command takes a study file or its store (runs/<name>, which holds the resolved study.yaml).
 TARGET_HELP = "study YAML file, or its store directory (runs/<name>)"
 STORE_TARGET_HELP = TARGET_HELP + " or store URI (s3://bucket/prefix/<name>)"
+SET_HELP = "change the study as an edit of its file would, e.g. --set trial.epochs=2 --set space.resolution.grid=[14,8] (dotted key, YAML value; repeatable)"
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
 
 
 def target_type(text: str) -> Path | str:
@@ -59,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("study", type=Path, help=TARGET_HELP)
     run.add_argument("--address", help="Ray cluster to attach to (else RAY_ADDRESS, else cluster.address, else an embedded local Ray)")
     run.add_argument("--storage", help="override the study's storage directory")
+    add_set_option(run)
     run.add_argument("--dry-run", action="store_true", help="validate and list the trials that would run (finished ones in the store excluded); start nothing")
     run.add_argument("--no-report", action="store_true", help="skip writing the HTML report at the end")
     run.add_argument("-v", "--verbose", action="store_true", help="show Ray's full output (its status tables, warnings and hints)")
@@ -68,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the state, counts and trials as one JSON object")
     validate = commands.add_parser("validate", help="check study files; print every problem")
     validate.add_argument("studies", type=Path, nargs="+", help=TARGET_HELP + "; several at once")
+    add_set_option(validate)
     estimate = commands.add_parser("estimate", help="the trials and their predicted cost: PFLOPs, wall time and device-hours on this CPU and on GPUs")
     estimate.add_argument("study", type=Path, help=TARGET_HELP)
+    add_set_option(estimate)
+    estimate.add_argument("--remeasure", action="store_true",
+                          help="measure this CPU's rate at the study's step shapes again and update the cache (a cached rate taken at a load above the cores is measured again anyway)")
     report = commands.add_parser("report", help="(re)write the HTML report of a study store")
     report.add_argument("store", type=target_type, help=STORE_TARGET_HELP)
     report.add_argument("--storage", help="override the study's storage directory (with a study file)")
@@ -111,8 +122,16 @@ class UserFacingError(Exception):
     """A one-line problem the user can fix (a locked store, an unknown store dir ...)."""
 
 
-def _load(path: Path, check_cost: bool = False) -> Study:
-    study = load_study(path, check_cost=check_cost)
+def overrides_of(args: argparse.Namespace) -> tuple[Override, ...]:
+    """The command's `--set`s, parsed; one that is not KEY=VALUE is a one-line error."""
+    try:
+        return parse_overrides(getattr(args, "overrides", None))
+    except OverrideSyntaxError as exc:
+        raise UserFacingError(str(exc)) from None
+
+
+def _load(path: Path, check_cost: bool = False, overrides: tuple[Override, ...] = ()) -> Study:
+    study = load_study(path, check_cost=check_cost, overrides=overrides)
     for warning in study.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return study
@@ -120,9 +139,10 @@ def _load(path: Path, check_cost: bool = False) -> Study:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     failed = False
+    overrides = overrides_of(args)  # the same edits of every file
     for path in args.studies:
         try:
-            _load(study_file(path))
+            _load(study_file(path), overrides=overrides)
             print(f"{path}: ok")
         except StudyError as exc:
             failed = True
@@ -132,10 +152,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    study = _load(study_file(args.study), check_cost=True)  # refused before torch is imported; then the cost ceiling
+    study = _load(study_file(args.study), check_cost=True, overrides=overrides_of(args))  # refused before torch is imported; then the cost ceiling
     from sweeper.estimate import render_estimate
 
-    print(render_estimate(study))
+    print(render_estimate(study, remeasure=args.remeasure))
     return 0
 
 
@@ -165,7 +185,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A malformed study is refused as fast as `validate` (before Ray is imported); a study with
     # nothing to launch or rebuild answers from its store; a trial above the cost ceiling is
     # refused before Ray starts.
-    study = _load(path)
+    overrides = overrides_of(args)
+    study = _load(path, overrides=overrides)
     if not args.dry_run:
         from sweeper.run_summary import nothing_to_run
 
@@ -174,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"study {study.name}: {current.total} trials, {current.reused} already finished (reused), 0 to run; "
                   f"store {_shown(current.store)}; its tables and report are current, so Ray is not started", flush=True)
             return _print_outcome(study, current)
-    study = load_study(path, check_cost=True)
+    study = load_study(path, check_cost=True, overrides=overrides)
     from sweeper.cluster import ClusterError, available_resources, cluster_address
     from sweeper.store import StoreError
 
@@ -183,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(study, args.storage)  # a dry run does not attach to a cluster
     try:
         # Validate again against what the cluster offers, so an impossible request is a study error.
-        study = load_study(path, cluster_resources=available_resources(address))
+        study = load_study(path, cluster_resources=available_resources(address), overrides=overrides)
         if args.dry_run:
             return _dry_run(study, args.storage)
         from sweeper.runner import StudyInterrupted, run_study

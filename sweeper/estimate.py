@@ -5,7 +5,7 @@ Grid and random studies list their trials (random draws are seeded, so they are 
 advance). Optuna studies sample adaptively: they show the space, the sample count and the
 cost range (cheapest and dearest corner of the space, and the mean over uniform draws).
 Costs are train + evaluation FLOPs, the quantity `budget.pflops` and the ledger charge, turned
-into wall time and device-hours on this machine's CPU (a rate measured for each trial shape)
+into wall time and device-hours on this machine's CPU (a rate measured for each step shape)
 and on the GPU kinds of `sweeper.cost_model.GPU_RATES`.
 """
 
@@ -91,21 +91,25 @@ class DeviceTimes:
     trial_seconds: tuple[float, ...]
 
 
-def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflops: list[float], measure_cpu: bool = True) -> list[DeviceTimes]:
-    """This machine's CPU (measured once per trial shape, cached) and the GPU kinds of the cost
-    model. `configs` lists the trials (None for a sampled study: its CPU rate is the base trial's)."""
-    from sweeper.device_rate import cache_path, cpu_rate, cpu_rate_name, cpu_trial_seconds
+def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflops: list[float], measure_cpu: bool = True,
+                 remeasure: bool = False) -> list[DeviceTimes]:
+    """This machine's CPU (measured once per step shape, cached; `remeasure`: measured again) and
+    the GPU kinds of the cost model. `configs` lists the trials (None for a sampled study: its CPU
+    rate is the base trial's)."""
+    from sweeper.device_rate import cache_path, cpu_rate, cpu_rate_name, cpu_trial_seconds, measured_note
 
     threads = max(1, int(study.resources.cpu))
     times = []
     if configs is not None:
-        cpu = cpu_trial_seconds(configs, threads, measure_cpu)
+        cpu = cpu_trial_seconds(configs, threads, measure_cpu, remeasure)
         if cpu is not None:
             tflops = sum(per_trial_pflops) * 1e3 / sum(cpu.seconds) if sum(cpu.seconds) > 0 else 0.0
-            source = f"measured on this machine for each of its {cpu.shapes} trial shapes ({cache_path()})"
+            # Shapes, not trials: trials differing only in seed, epochs or data share one (so may a schedule's stages).
+            shapes = f"{cpu.shapes} step shape{'s' if cpu.shapes != 1 else ''} (network x resolution) of its {len(configs)} trial{'s' if len(configs) != 1 else ''}"
+            source = f"measured on this machine at the {shapes} ({measured_note(list(cpu.rates))}; {cache_path()})"
             times.append(DeviceTimes(DeviceRate(cpu_rate_name(threads), tflops, source, False), cpu.seconds))
     else:
-        base = cpu_rate(study.trial_config(), threads, measure_cpu)
+        base = cpu_rate(study.trial_config(), threads, measure_cpu, remeasure)
         if base is not None:
             times.append(DeviceTimes(base, tuple(predicted_seconds(p, base) for p in per_trial_pflops)))
     times.extend(DeviceTimes(rate, tuple(predicted_seconds(p, rate) for p in per_trial_pflops)) for rate in GPU_RATES)
@@ -113,6 +117,10 @@ def device_times(study: Study, configs: list[TrialConfig] | None, per_trial_pflo
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 0.01:
+        return "< 0.01 s"
+    if seconds < 10:  # a GPU row of a small study: "0 s" said it takes no time at all
+        return f"{seconds:.2g} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -140,8 +148,9 @@ def device_lines(study: Study, times: list[DeviceTimes]) -> list[str]:
     return lines
 
 
-def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_cpu: bool = True) -> str:
-    """The text of `estimate` (and of `run --dry-run` when `finished_ids` is given: only what would run)."""
+def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_cpu: bool = True, remeasure: bool = False) -> str:
+    """The text of `estimate` (and of `run --dry-run` when `finished_ids` is given: only what would
+    run); `remeasure` measures the CPU rate of every step shape again."""
     out = [f"study {study.name}: {study.search.algorithm} search, {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU per trial, up to {study.max_concurrent} at once"]
     if is_sampled(study):
         count = study.search.num_samples
@@ -173,7 +182,7 @@ def render_estimate(study: Study, finished_ids: set[str] | None = None, measure_
         totals = list(table["total_pflops"]) if count else []
     if count and totals:
         out.append("predicted wall time (training and evaluation FLOPs at each rate; Ray start-up and data loading apart):")
-        out.extend(device_lines(study, device_times(study, configs, totals, measure_cpu)))
+        out.extend(device_lines(study, device_times(study, configs, totals, measure_cpu, remeasure)))
     if study.budget.gpu_hours is not None:
         out.append(f"budget: {study.budget.gpu_hours:g} GPU-hours (no new trial starts once spent)")
     if study.budget.pflops is not None:

@@ -23,7 +23,8 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip()
 
 
-def provenance(cluster_resources: dict[str, float] | None = None) -> dict[str, Any]:
+def provenance(cluster_resources: dict[str, float] | None = None, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Where, and with which code, the study ran; `overrides` are its `--set KEY=VALUE`s, as given."""
     import ray
     import torch
 
@@ -41,4 +42,5 @@ def provenance(cluster_resources: dict[str, float] | None = None) -> dict[str, A
         "driver_cpus": os.cpu_count(),
         "driver_gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cluster_resources": {k: v for k, v in (cluster_resources or {}).items() if k in ("CPU", "GPU", "memory")},
+        "overrides": list(overrides),
     }

@@ -295,7 +295,7 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
         if launched:  # the cluster, and the environment the new trials run in (kept from the last run otherwise)
             connect(cluster_address(study, address))
             check_capacity(study)
-            store.put_json("provenance.json", provenance(ray.cluster_resources()))
+            store.put_json("provenance.json", provenance(ray.cluster_resources(), study.overrides))
         store.put("study.yaml", study.resolved_yaml())
         if launched and "tensorboard" in study.loggers:
             print(tensorboard_hint(store.join("ray")), flush=True)

@@ -11,6 +11,7 @@ and `sweeper/study_model.py` holds the `Study` and its configs.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from s3l_core.config import did_you_mean
@@ -22,6 +23,7 @@ from sweeper.study_run_checks import (
 from sweeper.study_schema import TOP_LEVEL_KEYS
 from sweeper.study_space_checks import check_grid_combinations, check_seeds, check_space, check_trial_count
 from sweeper.study_trial_checks import check_dataset_key, check_effects, check_trial, check_upsampling
+from sweeper.study_overrides import Override, apply_overrides
 from sweeper.study_yaml import load_yaml
 
 # The entry's result and error, so `from sweeper.study import load_study, Study, StudyError`
@@ -29,8 +31,12 @@ from sweeper.study_yaml import load_yaml
 __all__ = ["Study", "StudyError", "load_study"]
 
 
-def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None = None, check_cost: bool = False) -> Study:
+def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None = None, check_cost: bool = False,
+               overrides: tuple[Override, ...] = ()) -> Study:
     """Load and validate a study file; raise `StudyError` with every problem found.
+
+    `overrides` (`--set KEY=VALUE`, `sweeper/study_overrides.py`) edit the file's mapping first, so
+    they are checked as the edited file would be; they are kept on `Study.overrides`.
 
     `cluster_resources` (Ray's `{"CPU": 2, "GPU": 0}`) adds a check that one trial fits the
     cluster; `check_cost` one that no trial is predicted above the cost ceiling
@@ -39,8 +45,11 @@ def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None =
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise StudyError(doc.problems)
+    apply_overrides(doc, str(path), overrides)
     checker = StudyChecker(str(path), doc, cluster_resources)
     study = _validate(checker)
+    if study is not None and overrides:
+        study = dataclasses.replace(study, overrides=tuple(map(str, overrides)))
     if study is not None and check_cost:
         from sweeper.study_cost_checks import check_trial_cost
 
@@ -51,7 +60,7 @@ def load_study(path: str | Path, *, cluster_resources: dict[str, float] | None =
             continue
         problems.append(p)
     if problems or study is None:
-        problems.sort(key=lambda p: p.line)
+        problems.sort(key=lambda p: p.line)  # a `--set` value's (line 0) first
         raise StudyError(problems, tuple(str(w) for w in sorted(checker.warnings, key=lambda w: w.line)))
     return study
 

@@ -30,10 +30,10 @@ class StudyChecker:
     # ----------------------------------------------------------------- reporting
 
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(StudyProblem(self.file, self.doc.line_of(path), path, message))
+        self.problems.append(self.doc.locate(self.file, path, message))
 
     def warn(self, path: str, message: str) -> None:
-        self.warnings.append(StudyProblem(self.file, self.doc.line_of(path), path, message))
+        self.warnings.append(self.doc.locate(self.file, path, message))
 
     # ----------------------------------------------------------------- generic keys
 
@@ -74,7 +74,7 @@ class StudyChecker:
     def check_finite(self, value: Any, path: str) -> None:
         """`.inf` and `.nan` are no valid value of any key; reported once, at their own line."""
         if isinstance(value, float) and not math.isfinite(value):
-            self.doc.problems.append(StudyProblem(self.file, self.doc.line_of(path), path, f"{value} is not a finite number"))
+            self.doc.problems.append(self.doc.locate(self.file, path, f"{value} is not a finite number"))
             self.doc.rejected.add(path)  # later checks of this key stay quiet
         elif isinstance(value, dict):
             for key, item in value.items():

@@ -91,16 +91,23 @@ class Study:
     loggers: tuple[str, ...] = ("tensorboard",)
     keep: str = "encoder"  # what a finished trial keeps: encoder | checkpoint | none
     warnings: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE`s applied to the file, as given; already in every field above
 
     def trial_config(self, point: dict[str, Any] | None = None) -> TrialConfig:
         """The `TrialConfig` of one point (the base trial when `point` is None)."""
         return TrialConfig.from_dict(apply_overrides(self.base_trial, point or {}))
 
     def resolved_yaml(self) -> str:
-        """The resolved study as the store keeps it (`study.yaml`)."""
+        """The resolved study as the store keeps it (`study.yaml`): `--set`s are already in its
+        values, and head it as comments, so that `load_study` reads it unchanged and a reader sees
+        what the command line changed."""
+        import json
+
         import yaml
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        said = [f"# --set {json.dumps(o, ensure_ascii=True)[1:-1]}\n" for o in self.overrides]  # escaped: a line break in a value must not end the comment
+        head = "# resolved with these command-line overrides of the study file:\n" + "".join(said) if said else ""
+        return head + yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved study, every default filled in; `load_study` accepts it unchanged."""

@@ -30,14 +30,19 @@ _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "times
 
 @dataclass(frozen=True)
 class StudyProblem:
-    """One problem (or warning) in a study file, formatted `file:line key.path: message`."""
+    """One problem (or warning) in a study file, formatted `file:line key.path: message`; a value
+    given on the command line (`origin`, the KEY of its `--set KEY=VALUE`) as `file --set KEY: message`."""
 
     file: str
     line: int
     key_path: str
     message: str
+    origin: str = ""
 
     def __str__(self) -> str:
+        if self.origin:  # no file line to point at: name the flag the value came from
+            where = f"{self.file} --set {self.origin}"
+            return f"{where}: {self.message}" if self.key_path in ("", self.origin) else f"{where} {self.key_path}: {self.message}"
         where = f"{self.file}:{self.line}" if self.line else self.file  # line 0: the file as a whole (missing, a directory)
         return f"{where} {self.key_path}: {self.message}" if self.key_path else f"{where}: {self.message}"
 
@@ -54,6 +59,7 @@ class YamlDocument:
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[StudyProblem] = field(default_factory=list)
     rejected: set[str] = field(default_factory=set)  # paths whose value was dropped (bad tag, ...)
+    origins: dict[str, str] = field(default_factory=dict)  # path -> the `--set` KEY that gave its value
 
     def line_of(self, path: str) -> int:
         """Line of `path`, else of its closest ancestor that the file spells out, else 1."""
@@ -62,6 +68,18 @@ class YamlDocument:
                 return self.lines[path]
             path = parent_path(path)
         return 1
+
+    def locate(self, file: str, path: str, message: str) -> StudyProblem:
+        """A problem at `path`: at its line in the file, or at the `--set` its value (or an
+        ancestor's) came from, whichever is closer."""
+        at = path
+        while at:
+            if at in self.origins:
+                return StudyProblem(file, 0, path, message, origin=self.origins[at])
+            if at in self.lines:
+                break
+            at = parent_path(at)
+        return StudyProblem(file, self.line_of(path), path, message)
 
 
 def parent_path(path: str) -> str:
@@ -112,6 +130,30 @@ def load_yaml(path: str | Path, max_bytes: int = MAX_STUDY_BYTES) -> YamlDocumen
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return fail(line, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})")
+    root = _compose(text, name, doc)
+    if doc.problems:
+        return doc
+    if root is None:
+        return fail(1, "the file is empty; a study needs at least `name:` and `objectives:`")
+    if not doc.problems and not isinstance(doc.data, dict):
+        return fail(root.start_mark.line + 1, f"a study must be a mapping of keys (name:, trial:, space:, ...), got {_kind(doc.data)}")
+    return doc
+
+
+def load_yaml_value(text: str, name: str, path: str) -> YamlDocument:
+    """One value given as YAML text (a `--set` VALUE: a scalar or a flow collection), read exactly
+    as the same text in a study file would be; its problems carry `path`, their line is of `text`."""
+    doc = YamlDocument()
+    _compose(text, name, doc, path)
+    return doc
+
+
+def _compose(text: str, name: str, doc: YamlDocument, path: str = "") -> Node | None:
+    """Compose `text` and walk it into `doc.data` (at key path `path`); problems onto `doc`."""
+
+    def fail(line: int, message: str) -> None:
+        doc.problems.append(StudyProblem(name, line, path, message))
+
     try:
         root = yaml.compose(text, Loader=StudyLoader)
     except yaml.MarkedYAMLError as exc:
@@ -123,17 +165,14 @@ def load_yaml(path: str | Path, max_bytes: int = MAX_STUDY_BYTES) -> YamlDocumen
         return fail(1, f"YAML error: {exc}")
     except RecursionError:
         return fail(1, "YAML is nested too deeply")
-    if root is None:
-        return fail(1, "the file is empty; a study needs at least `name:` and `objectives:`")
-    walker = _Walker(name, doc)
+    if root is None:  # an empty document: null, as an empty value in a file is
+        return None
     try:
-        doc.data = walker.walk(root, "", 0)
+        doc.data = _Walker(name, doc).walk(root, path, 0)
     except _TooBig as exc:
         doc.data = None
         return fail(exc.line, str(exc))
-    if not doc.problems and not isinstance(doc.data, dict):
-        return fail(root.start_mark.line + 1, f"a study must be a mapping of keys (name:, trial:, space:, ...), got {_kind(doc.data)}")
-    return doc
+    return root
 
 
 class _TooBig(Exception):

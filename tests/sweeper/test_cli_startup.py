@@ -35,6 +35,15 @@ def test_help_version_and_validate_import_nothing_heavy(argv):
     assert loaded == set(), f"{' '.join(argv)} imported {sorted(loaded)}"
 
 
+def test_importing_the_trainer_methods_and_estimate_does_not_import_torch_dynamo():
+    """`@torch.compiler.disable` at class definition imported torch._dynamo with s3l_core.methods:
+    about 1 s of every command that imports s3l_core (86 s of a 99 s `estimate` on a loaded machine, issue 27)."""
+    code = "import s3l_core.trainer, s3l_core.methods, sweeper.estimate; import sys; print('torch._dynamo' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("command", ["run", "estimate", "status", "report"])
 def test_a_malformed_study_is_refused_before_torch_or_ray_is_imported(tmp_path, command):
     """`run` imported Ray, torch and pandas before reading the study: 7.9 s to refuse a typo on an
@@ -212,3 +221,21 @@ def test_a_store_with_anything_new_takes_the_full_run(tmp_path: Path):
     (root / "state.json").write_text(json.dumps({"state": "interrupted"}))
     (root / "study.yaml").write_text(study.resolved_yaml())
     assert nothing_to_run(study, None, report=True) is None
+
+
+def test_a_rerun_with_the_same_set_answers_from_the_store_and_without_it_takes_the_full_run(tmp_path: Path):
+    """The store's study.yaml of a `run --set` is headed by its `--set`s: the same command again is
+    a current store (no Ray), the file without them is another study (the full path decides)."""
+    from sweeper.run_summary import nothing_to_run
+    from sweeper.study import load_study
+    from sweeper.study_overrides import parse_overrides
+
+    path, study, root = _current_finished_store(tmp_path)
+    overridden = load_study(path, overrides=parse_overrides(["description=changed on the command line"]))
+    (root / "study.yaml").write_text(overridden.resolved_yaml())
+    assert (root / "study.yaml").read_text().startswith("# resolved with these command-line overrides")
+    assert nothing_to_run(overridden, None, report=True) is not None
+    assert nothing_to_run(study, None, report=True) is None
+    loaded, done = _modules_loaded_by("run", str(path), "--set", "description=changed on the command line")
+    assert done.returncode == 0, done.stderr
+    assert loaded == set() and "so Ray is not started" in done.stdout

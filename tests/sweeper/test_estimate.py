@@ -24,8 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def cached_cpu_rate(tmp_path: Path, monkeypatch):
-    """A private cache, so a test measures this machine's rate (once) without touching ~/.cache."""
+    """A private cache, so a test measures this machine's rate (once) without touching ~/.cache; the
+    load average as on idle cores, so a rate measured on the shared machine is not measured again."""
     monkeypatch.setenv("S3L_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("sweeper.device_rate.load_average", lambda: 0.0)
 
 
 def test_optuna_estimate_shows_the_space_the_count_and_the_cost_range_not_repeated_rows(capsys):
@@ -57,12 +59,13 @@ def test_a_cpu_study_gets_wall_time_and_cpu_hours_from_a_measured_rate_and_gpu_f
     out = capsys.readouterr().out
     assert "0.0 GPU-hours" not in out
     cpu = next(line for line in out.splitlines() if line.strip().startswith("CPU (1 thread/trial)"))
-    assert "CPU-h" in cpu and "measured on this machine for each of its 3 trial shapes" in cpu
+    assert "CPU-h" in cpu and "measured on this machine at the 3 step shapes (network x resolution) of its 6 trials (" in cpu
     rate = float(cpu.split()[3])
     assert math.isfinite(rate) and rate > 0
     cache = json.loads((tmp_path / "cache" / "cpu_rate.json").read_text())
     assert sorted(key.rsplit(" ", 1)[1] for key in cache) == ["12px", "16px", "8px"]  # one measured rate per shape
-    assert min(cache.values()) <= rate * 1.01 and rate <= max(cache.values()) * 1.01  # the study's blend of them
+    rates = [entry["tflops"] for entry in cache.values()]
+    assert min(rates) <= rate * 1.01 and rate <= max(rates) * 1.01  # the study's blend of them
     for gpu in GPU_RATES:
         assert re.search(rf"^\s+{gpu.name}\s+.*GPU-h", out, re.M), gpu.name
 
@@ -92,7 +95,7 @@ def test_each_trial_is_timed_at_its_own_shapes_rate_and_the_study_wall_is_the_lo
 
 
 def duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def test_estimate_totals_are_train_plus_eval(tmp_path: Path, capsys):
@@ -184,3 +187,23 @@ def test_a_trial_above_the_cost_ceiling_is_refused_by_estimate_and_run_with_its_
         assert f"predicted to cost {predicted:.3g} PFLOPs" in lines[0] and "more than the ceiling of 1e+06 PFLOPs per trial" in lines[0]
     assert ray_start_spy == [] and not (tmp_path / "runs").exists()
     assert main(["validate", str(path)]) == 0
+
+
+def test_gpu_rows_of_a_small_study_give_their_seconds_not_zero(tmp_path: Path, capsys, monkeypatch):
+    """Issue 27: a trial of a fraction of a second on a GPU printed "0 s" per trial and for the study."""
+    monkeypatch.setattr("sweeper.device_rate.measure_cpu_tflops", lambda threads, shape: 1.0)  # the CPU row is not under test
+    for path, tiny in ((REPO / "studies" / "cpu" / "width.yaml", False), (write_study(tmp_path, grid=[8]), True)):
+        assert main(["estimate", str(path)]) == 0
+        out = capsys.readouterr().out
+        study = load_study(path)
+        pflops = [predicted_cost(study.trial_config(p)).total_pflops for p in unique_points(study)]
+        for gpu in GPU_RATES:
+            seconds = [p * 1e3 / gpu.tflops for p in pflops]
+            row = next(line for line in out.splitlines() if line.strip().startswith(gpu.name))
+            assert " 0 s " not in row, row
+            if tiny:
+                assert max(seconds) < 0.01 and row.count("< 0.01 s") == 2, row
+            else:
+                assert 0.01 < min(seconds) and max(seconds) < 10
+                per_trial = re.search(rf"{gpu.name}\s+\S+\s+(\S+) s\s", row).group(1)
+                assert per_trial == f"{sum(seconds) / len(seconds):.2g}", row

@@ -73,6 +73,7 @@ def test_the_first_eta_is_what_estimate_predicts_from_the_cached_rates(tmp_path:
     from sweeper.plan import unique_points
 
     monkeypatch.setenv("S3L_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("sweeper.device_rate.load_average", lambda: 0.0)  # a rate measured on the loaded test machine still counts
     study = load_study(write_study(tmp_path, grid=[8, 16], trial={**TINY_TRIAL, "epochs": 40}))
     pending = unique_points(study)
     assert make_eta(study, pending, lambda config: 1).seconds_left(2) == (None, "unknown")

@@ -257,3 +257,26 @@ def test_ray_is_not_asked_to_snapshot_the_experiment_at_every_trial_checkpoint(t
     run_config, tune_config = tuner._local_tuner._run_config, tuner._local_tuner._tune_config
     assert run_config.checkpoint_config.num_to_keep is None
     assert tune_config.trial_name_creator is store_trial_name and tune_config.trial_dirname_creator is store_trial_name
+
+
+def test_a_runs_set_overrides_are_in_the_stores_study_and_provenance(tmp_path: Path, monkeypatch):
+    """`run --set`: the store's study.yaml is the overridden study (and says which `--set`s made it),
+    provenance.json lists them, and the records carry the edited file's trial ids (issue 27)."""
+    import json
+
+    from sweeper.plan import point_trial_id, unique_points
+    from sweeper.store import Store, store_root
+    from sweeper.study import load_study
+    from sweeper.study_overrides import parse_overrides
+    from tests.sweeper.conftest import write_study
+
+    sets = ["trial.epochs=3", "space.resolution.grid=[8, 16]", "description=line one\nline two"]
+    study = load_study(write_study(tmp_path, grid=[8, 12]), overrides=parse_overrides(sets))
+    run_with_fake_ray(study, monkeypatch)
+    root = store_root(study)
+    text = (root / "study.yaml").read_text()
+    assert text.splitlines()[1:4] == ["# --set trial.epochs=3", "# --set space.resolution.grid=[8, 16]", "# --set description=line one\\nline two"]
+    stored = load_study(root / "study.yaml")
+    assert stored.to_dict() == study.to_dict() and stored.base_trial["epochs"] == 3
+    assert json.loads((root / "provenance.json").read_text())["overrides"] == sets
+    assert Store(root).finished_ids() == {point_trial_id(study, p) for p in unique_points(study)}

@@ -269,6 +269,7 @@ def test_every_project_exception_pickles_round_trip():
     from sweeper.report.browser import WebDriverError
     from sweeper.runner import ClusterError
     from sweeper.store import StoreError
+    from sweeper.study_overrides import OverrideSyntaxError
 
     samples = [
         ConfigError([ConfigProblem("dataset", "unknown dataset 'x'"), ConfigProblem("epochs", "0 must be >= 1")]),
@@ -278,6 +279,7 @@ def test_every_project_exception_pickles_round_trip():
         ClusterError("cannot reach the Ray cluster at h:1"), UnsafeFolderError("reports/x is a symbolic link"),
         WebDriverError("chromedriver did not start"), LeaseLost("s3://b/runs/x", "pid 7 on host (lease generation 2)"),
         StudyInterrupted("study x was interrupted: 1 of 2 trials finished"),
+        OverrideSyntaxError("--set 'x': expected KEY=VALUE, e.g. --set trial.epochs=2"),
     ]  # fmt: skip
     private = {cls for cls in _project_exception_classes() if cls.__name__.startswith("_")}
     assert _project_exception_classes() - private <= {type(s) for s in samples}, "add a sample of the new exception here"
