@@ -43,6 +43,7 @@ WRITE = "tests/sweeper/report/test_report_write.py"
 CLAIMS = "tests/sweeper/report/test_report_claims.py"
 TRAINER = "tests/s3l_core/test_trainer.py"
 RUNNER = "tests/sweeper/test_runner.py"
+IDENTITY = "tests/sweeper/test_trial_identity.py"
 CORRUPT_NOTE = "test_a_corrupt_checkpoint_restart_is_a_banner_and_a_note_in_the_trials_table"
 MUTATIONS: tuple[Mutation, ...] = (
     # ------------------------------------------------------------- the issue's table
@@ -305,6 +306,23 @@ MUTATIONS: tuple[Mutation, ...] = (
       "    mirror = torch.where(u[:, _FLIP] < preset.flip, -1.0, 1.0)",
       "    mirror = torch.where((torch.arange(n, device=u.device) % 2 == 0) & (preset.flip > 0), -1.0, 1.0)",
       ("tests/s3l_core/test_views.py",)),
+    # ------------------------------------------------------------- issue 28: identity over every knob
+    M("optional_nested_class_hashed_whole", "sweeper/trial_identity.py",
+      "    for option in typing.get_args(hint) or (hint,):",
+      "    for option in (hint,):",
+      (f"{IDENTITY}::test_a_new_field_at_its_default_in_any_class_keeps_the_id_and_away_from_it_changes_it",)),
+    M("image_size_left_out_of_ids", "sweeper/trial_identity.py",
+      'UNHASHED_KEYS = ("device", "data_dir", "download", "compile")',
+      'UNHASHED_KEYS = ("device", "data_dir", "download", "compile", "image_size")',
+      (f"{IDENTITY}::test_an_imagefolders_cache_size_is_a_knob",)),
+    M("plan_hashes_the_unresolved_point", "sweeper/plan.py",
+      "    return trial_id(study.trial_config(point).to_dict())",
+      "    return trial_id({**study.base_trial, **point})",
+      (f"{IDENTITY}::test_each_knob_changed_alone_to_a_valid_value_is_a_new_trial_by_both_id_functions",)),
+    M("stage_list_hashed_by_length", "sweeper/trial_identity.py",
+      "        out[name] = identity_of(value, nested, path + \".\") if nested is not None and isinstance(value, dict) else value",
+      "        out[name] = identity_of(value, nested, path + \".\") if nested is not None and isinstance(value, dict) else (len(value) if isinstance(value, list) else value)",
+      (f"{IDENTITY}::test_each_knob_changed_alone_to_a_valid_value_is_a_new_trial_by_both_id_functions",)),
 )
 
 
