@@ -44,6 +44,7 @@ CLAIMS = "tests/sweeper/report/test_report_claims.py"
 TRAINER = "tests/s3l_core/test_trainer.py"
 RUNNER = "tests/sweeper/test_runner.py"
 IDENTITY = "tests/sweeper/test_trial_identity.py"
+FIGURES = "tests/sweeper/report/test_report_figures.py"
 CORRUPT_NOTE = "test_a_corrupt_checkpoint_restart_is_a_banner_and_a_note_in_the_trials_table"
 MUTATIONS: tuple[Mutation, ...] = (
     # ------------------------------------------------------------- the issue's table
@@ -323,6 +324,27 @@ MUTATIONS: tuple[Mutation, ...] = (
       "        out[name] = identity_of(value, nested, path + \".\") if nested is not None and isinstance(value, dict) else value",
       "        out[name] = identity_of(value, nested, path + \".\") if nested is not None and isinstance(value, dict) else (len(value) if isinstance(value, list) else value)",
       (f"{IDENTITY}::test_each_knob_changed_alone_to_a_valid_value_is_a_new_trial_by_both_id_functions",)),
+    # ------------------------------------------------------------- issue 28: what the figures draw
+    M("pareto_figure_cost_maximised", "sweeper/report/figures.py",
+      '            front = pareto_mask(configs, {"accuracy": "max", "cost": "min"}).to_numpy()',
+      '            front = pareto_mask(configs, {"accuracy": "max", "cost": "max"}).to_numpy()',
+      (f"{FIGURES}::test_the_pareto_front_drawn_is_the_front_of_the_table",)),
+    M("pareto_step_through_every_configuration", "sweeper/report/figures.py",
+      '            ax.step(fx, fy, where="post", color="black", linewidth=1.1, zorder=3)',
+      '            ax.step(np.sort(x), y[np.argsort(x)], where="post", color="black", linewidth=1.1, zorder=3)',
+      (f"{FIGURES}::test_the_pareto_front_drawn_is_the_front_of_the_table",)),
+    M("front_table_by_single_trials", "sweeper/report/build.py",
+      '        means = numeric.groupby([done[k] for k in keys], dropna=False, sort=False).transform("mean")',
+      "        means = numeric",
+      (f"{FIGURES}::test_the_pareto_front_drawn_is_the_front_of_the_table",)),
+    M("pareto_floor_band_at_the_mean", "sweeper/report/figures.py",
+      "        lo, hi = float(values.min()), float(values.max())",
+      "        lo = hi = float(values.mean())",
+      (f"{FIGURES}::test_the_pareto_figures_floor_band_spans_the_tables_floors_across_architectures",)),
+    M("knob_floors_one_for_every_setting", "sweeper/report/figures.py",
+      '                    per_value = pd.to_numeric(rows[floor], errors="coerce").groupby(rows[knob]).mean().reindex(order)',
+      '                    per_value = pd.Series(pd.to_numeric(rows[floor], errors="coerce").mean(), index=order)',
+      (f"{FIGURES}::test_the_knob_figure_draws_each_architectures_floors_from_the_table",)),
 )
 
 
