@@ -45,6 +45,7 @@ TRAINER = "tests/s3l_core/test_trainer.py"
 RUNNER = "tests/sweeper/test_runner.py"
 IDENTITY = "tests/sweeper/test_trial_identity.py"
 FIGURES = "tests/sweeper/report/test_report_figures.py"
+INTERRUPTS = "tests/sweeper/test_interrupts.py"
 CORRUPT_NOTE = "test_a_corrupt_checkpoint_restart_is_a_banner_and_a_note_in_the_trials_table"
 MUTATIONS: tuple[Mutation, ...] = (
     # ------------------------------------------------------------- the issue's table
@@ -345,6 +346,23 @@ MUTATIONS: tuple[Mutation, ...] = (
       '                    per_value = pd.to_numeric(rows[floor], errors="coerce").groupby(rows[knob]).mean().reindex(order)',
       '                    per_value = pd.Series(pd.to_numeric(rows[floor], errors="coerce").mean(), index=order)',
       (f"{FIGURES}::test_the_knob_figure_draws_each_architectures_floors_from_the_table",)),
+    # ------------------------------------------------------------- issue 28: one Ctrl-C ends the suite, nothing outlives it
+    M("swallowed_signals_let_the_run_go_on", "tests/interrupts.py",
+      "        if seen:\n",
+      "        if False:\n",
+      (f"{INTERRUPTS}::test_one_signal_ends_the_run_and_its_server_whoever_takes_it",)),
+    M("sigterm_left_at_its_default", "tests/interrupts.py",
+      "    signal.signal(signal.SIGTERM, _raise_interrupt)\n",
+      "",
+      (f"{INTERRUPTS}::test_one_signal_ends_the_run_and_its_server_whoever_takes_it",)),
+    M("moto_server_outlives_a_killed_pytest", "tests/sweeper/s3_server.py",
+      '    server = subprocess.Popen(dies_with_this_process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]),',
+      '    server = subprocess.Popen(([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]),',
+      (f"{INTERRUPTS}::test_a_sigkilled_run_leaves_no_server_and_no_detached_process",)),
+    M("reaper_not_told_of_pytests_death", "tests/processes.py",
+      "str(os.getpid()), str(marker)], signal.SIGTERM)",
+      "str(os.getpid()), str(marker)], 0)",
+      (f"{INTERRUPTS}::test_a_sigkilled_run_leaves_no_server_and_no_detached_process",)),
 )
 
 

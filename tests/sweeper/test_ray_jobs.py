@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -20,7 +19,8 @@ import yaml
 
 from tests.sweeper.conftest import write_study
 from tests.sweeper.s3_server import clean_env, start_server
-from tests.sweeper.test_faults import free_ports, kill_ray_processes_under, node_ports
+from tests.processes import kill_processes_naming, start_reaper, stop_reaper
+from tests.sweeper.test_faults import free_ports, node_ports
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -45,6 +45,7 @@ def job_cluster(s3):
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     port, dashboard = free_ports(2)
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1"]
+    reaper = start_reaper(base)  # `ray start` detaches its nodes from pytest: they die with it all the same
     # A temp dir per node, as separate machines have: each node's runtime-env agent unpacks the
     # job's working_dir under <temp-dir>/session_*/runtime_resources/ and, when the job's driver
     # connects, installs it again with overwrite (rmtree, then unzip). With one temp dir the
@@ -58,7 +59,8 @@ def job_cluster(s3):
                        env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
         yield {"jobs": f"http://127.0.0.1:{dashboard}", "env": env}
     finally:
-        kill_ray_processes_under(base)
+        kill_processes_naming(base)
+        stop_reaper(reaper)
         shutil.rmtree(base, ignore_errors=True)
 
 
