@@ -11,6 +11,10 @@ one (`session.shouldstop`); the module and session fixtures' teardowns then end 
 Before each test the handlers are put back: SIGINT raises KeyboardInterrupt, and so does SIGTERM
 (its default would end pytest at once, before any fixture's `finally`).
 
+Whatever a test started and did not end is ended when pytest exits, however it exits (SIGKILL
+included): every process started during the run inherits `SESSION_VARIABLE` (unique per run),
+and a reaper kills what still carries it at pytest's death (`tests/processes.py`).
+
 `tests/conftest.py` loads this module's hooks; a pytest run in a subprocess loads it with
 `-p tests.interrupts`.
 """
@@ -19,13 +23,17 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SESSION_VARIABLE = "S3L_TEST_RUN"
 _pipe: tuple[int, int] | None = None
+_reaper: subprocess.Popen | None = None
 
 
 def _raise_interrupt(signum: int, _frame: object) -> None:
@@ -56,9 +64,14 @@ def stop_signals_seen() -> set[int]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _pipe
+    global _pipe, _reaper
     if _pipe is not None or threading.current_thread() is not threading.main_thread():
         return  # set_wakeup_fd works only in the main thread
+    from tests.processes import start_reaper
+
+    # a new value even under an outer run (tests/sweeper/test_interrupts.py): each run reaps its own
+    os.environ[SESSION_VARIABLE] = f"{os.getpid()}-{uuid.uuid4().hex}"
+    _reaper = start_reaper(f"{SESSION_VARIABLE}={os.environ[SESSION_VARIABLE]}")
     read, write = os.pipe()
     os.set_blocking(read, False)
     os.set_blocking(write, False)

@@ -25,7 +25,7 @@ from sweeper.cli import main
 from sweeper.runner import run_study, store_root
 from sweeper.study import load_study
 from sweeper.trainable import TrialContext, trial_id_for
-from tests.processes import dies_with_this_process, kill_processes_naming, start_reaper, stop_reaper
+from tests.processes import dies_with_this_process, kill_processes_naming
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 pytestmark = pytest.mark.slow
@@ -280,7 +280,6 @@ def ray_start_cluster():
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, TMPDIR=str(base))  # TMPDIR: Ray records this cluster under base/ray
     (port,) = free_ports(1)
     common = ["--node-ip-address=127.0.0.1", f"--temp-dir={base / 'ray'}"]
-    reaper = start_reaper(base)  # `ray start` detaches its nodes from pytest: they die with it all the same
     try:
         subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false", *common, *node_ports()],
                        env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
@@ -289,7 +288,6 @@ def ray_start_cluster():
         yield {"address": f"127.0.0.1:{port}", "env": env, "base": base}
     finally:
         kill_processes_naming(base)
-        stop_reaper(reaper)
         shutil.rmtree(base, ignore_errors=True)
 
 

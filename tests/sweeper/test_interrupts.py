@@ -138,21 +138,22 @@ def test_one_signal_ends_the_run_and_its_server_whoever_takes_it(tmp_path: Path,
 
 def test_a_sigkilled_run_leaves_no_server_and_no_detached_process(tmp_path: Path, started: Started):
     """No `finally` runs after SIGKILL: the server dies with pytest (PR_SET_PDEATHSIG), and a detached
-    process (as `ray start` leaves its nodes) is killed by its reaper."""
+    process (as `ray start` leaves its nodes, as Ray's agents outlive the raylet) by the run's reaper."""
     pytest.importorskip("moto.server", reason="needs the test extra's moto[server]")
     if not sys.platform.startswith("linux"):
         pytest.skip("parent-death signals are Linux's")
     marker = f"s3l-detached-{os.getpid()}-{tmp_path.name}"
-    body = (f"from tests.processes import start_reaper\n    start_reaper({marker!r})\n"
-            f"    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', {marker!r}], start_new_session=True)\n"
-            f"    time.sleep(1); ready(); time.sleep(300)")
+    # detached as `ray start` leaves its nodes: its parent exits at once, so only its environment ties it to the run
+    sleeper = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', {marker!r}])"
+    body = (f"subprocess.run([sys.executable, '-c', {sleeper!r}], start_new_session=True, check=True)\n"
+            f"    time.sleep(0.5); ready(); time.sleep(300)")
     inner, _ = _inner_run(tmp_path, "import subprocess\n    " + body)
     started.runs.append(inner)
     started.markers.append(marker)
     server = _wait_ready(inner, tmp_path)
     started.processes.append(server)
     detached = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or []) and "sleep" in " ".join(p.info["cmdline"])]
-    assert len(detached) == 1
+    assert len(detached) == 1 and detached[0].ppid() != inner.pid  # not pytest's child
     inner.kill()
     inner.wait()
     assert _gone(server), "the moto server outlived a SIGKILLed pytest"

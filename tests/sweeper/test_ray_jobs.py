@@ -19,7 +19,7 @@ import yaml
 
 from tests.sweeper.conftest import write_study
 from tests.sweeper.s3_server import clean_env, start_server
-from tests.processes import kill_processes_naming, start_reaper, stop_reaper
+from tests.processes import kill_processes_naming
 from tests.sweeper.test_faults import free_ports, node_ports
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,6 @@ def job_cluster(s3):
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     port, dashboard = free_ports(2)
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1"]
-    reaper = start_reaper(base)  # `ray start` detaches its nodes from pytest: they die with it all the same
     # A temp dir per node, as separate machines have: each node's runtime-env agent unpacks the
     # job's working_dir under <temp-dir>/session_*/runtime_resources/ and, when the job's driver
     # connects, installs it again with overwrite (rmtree, then unzip). With one temp dir the
@@ -60,7 +59,6 @@ def job_cluster(s3):
         yield {"jobs": f"http://127.0.0.1:{dashboard}", "env": env}
     finally:
         kill_processes_naming(base)
-        stop_reaper(reaper)
         shutil.rmtree(base, ignore_errors=True)
 
 
