@@ -43,6 +43,9 @@ WRITE = "tests/sweeper/report/test_report_write.py"
 CLAIMS = "tests/sweeper/report/test_report_claims.py"
 TRAINER = "tests/s3l_core/test_trainer.py"
 RUNNER = "tests/sweeper/test_runner.py"
+IDENTITY = "tests/sweeper/test_trial_identity.py"
+FIGURES = "tests/sweeper/report/test_report_figures.py"
+INTERRUPTS = "tests/sweeper/test_interrupts.py"
 CORRUPT_NOTE = "test_a_corrupt_checkpoint_restart_is_a_banner_and_a_note_in_the_trials_table"
 MUTATIONS: tuple[Mutation, ...] = (
     # ------------------------------------------------------------- the issue's table
@@ -305,6 +308,61 @@ MUTATIONS: tuple[Mutation, ...] = (
       "    mirror = torch.where(u[:, _FLIP] < preset.flip, -1.0, 1.0)",
       "    mirror = torch.where((torch.arange(n, device=u.device) % 2 == 0) & (preset.flip > 0), -1.0, 1.0)",
       ("tests/s3l_core/test_views.py",)),
+    # ------------------------------------------------------------- issue 28: identity over every knob
+    M("optional_nested_class_hashed_whole", "sweeper/trial_identity.py",
+      "    for option in typing.get_args(hint) or (hint,):",
+      "    for option in (hint,):",
+      (f"{IDENTITY}::test_a_new_field_at_its_default_in_any_class_keeps_the_id_and_away_from_it_changes_it",)),
+    M("image_size_left_out_of_ids", "sweeper/trial_identity.py",
+      'UNHASHED_KEYS = ("device", "data_dir", "download", "compile")',
+      'UNHASHED_KEYS = ("device", "data_dir", "download", "compile", "image_size")',
+      (f"{IDENTITY}::test_an_imagefolders_cache_size_is_a_knob",)),
+    M("plan_hashes_the_unresolved_point", "sweeper/plan.py",
+      "    return trial_id(study.trial_config(point).to_dict())",
+      "    return trial_id({**study.base_trial, **point})",
+      (f"{IDENTITY}::test_each_knob_changed_alone_to_a_valid_value_is_a_new_trial_by_both_id_functions",)),
+    M("stage_list_hashed_by_length", "sweeper/trial_identity.py",
+      "        out[name] = identity_of(value, nested, path + \".\") if nested is not None and isinstance(value, dict) else value",
+      "        out[name] = identity_of(value, nested, path + \".\") if nested is not None and isinstance(value, dict) else (len(value) if isinstance(value, list) else value)",
+      (f"{IDENTITY}::test_each_knob_changed_alone_to_a_valid_value_is_a_new_trial_by_both_id_functions",)),
+    # ------------------------------------------------------------- issue 28: what the figures draw
+    M("pareto_figure_cost_maximised", "sweeper/report/figures.py",
+      '            front = pareto_mask(configs, {"accuracy": "max", "cost": "min"}).to_numpy()',
+      '            front = pareto_mask(configs, {"accuracy": "max", "cost": "max"}).to_numpy()',
+      (f"{FIGURES}::test_the_pareto_front_drawn_is_the_front_of_the_table",)),
+    M("pareto_step_through_every_configuration", "sweeper/report/figures.py",
+      '            ax.step(fx, fy, where="post", color="black", linewidth=1.1, zorder=3)',
+      '            ax.step(np.sort(x), y[np.argsort(x)], where="post", color="black", linewidth=1.1, zorder=3)',
+      (f"{FIGURES}::test_the_pareto_front_drawn_is_the_front_of_the_table",)),
+    M("front_table_by_single_trials", "sweeper/report/build.py",
+      '        means = numeric.groupby([done[k] for k in keys], dropna=False, sort=False).transform("mean")',
+      "        means = numeric",
+      (f"{FIGURES}::test_the_pareto_front_drawn_is_the_front_of_the_table",)),
+    M("pareto_floor_band_at_the_mean", "sweeper/report/figures.py",
+      "        lo, hi = float(values.min()), float(values.max())",
+      "        lo = hi = float(values.mean())",
+      (f"{FIGURES}::test_the_pareto_figures_floor_band_spans_the_tables_floors_across_architectures",)),
+    M("knob_floors_one_for_every_setting", "sweeper/report/figures.py",
+      '                    per_value = pd.to_numeric(rows[floor], errors="coerce").groupby(rows[knob]).mean().reindex(order)',
+      '                    per_value = pd.Series(pd.to_numeric(rows[floor], errors="coerce").mean(), index=order)',
+      (f"{FIGURES}::test_the_knob_figure_draws_each_architectures_floors_from_the_table",)),
+    # ------------------------------------------------------------- issue 28: one Ctrl-C ends the suite, nothing outlives it
+    M("swallowed_signals_let_the_run_go_on", "tests/interrupts.py",
+      "        if seen:\n",
+      "        if False:\n",
+      (f"{INTERRUPTS}::test_one_signal_ends_the_run_and_its_server_whoever_takes_it",)),
+    M("sigterm_left_at_its_default", "tests/interrupts.py",
+      "    signal.signal(signal.SIGTERM, _raise_interrupt)\n",
+      "",
+      (f"{INTERRUPTS}::test_one_signal_ends_the_run_and_its_server_whoever_takes_it",)),
+    M("no_reaper_for_the_run", "tests/interrupts.py",
+      '    _reaper = start_reaper(f"{SESSION_VARIABLE}={os.environ[SESSION_VARIABLE]}")',
+      "    _reaper = None",
+      (f"{INTERRUPTS}::test_a_sigkilled_run_leaves_no_server_and_no_detached_process",)),
+    M("reaper_reads_command_lines_only", "tests/processes.py",
+      '        return marker in " ".join(p.cmdline()) or any(marker in f"{k}={v}" for k, v in p.environ().items())',
+      '        return marker in " ".join(p.cmdline())',
+      (f"{INTERRUPTS}::test_a_sigkilled_run_leaves_no_server_and_no_detached_process",)),
 )
 
 

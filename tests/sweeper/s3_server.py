@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.processes import dies_with_this_process
+
 # Every AWS variable a test might inherit is replaced: no profile, no instance metadata (169.254.169.254).
 AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
@@ -72,8 +74,9 @@ def start_server() -> Iterator[S3Server]:
     pytest.importorskip("moto.server", reason="the object-store tests need the test extra's moto[server]")
     port = free_port()
     log = open(os.devnull, "wb")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
-                              env=clean_env({}))  # fmt: skip
+    # killed with pytest, even by SIGKILL (the `finally` below ends it on every other way out)
+    server = subprocess.Popen(dies_with_this_process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]),
+                              stdout=log, stderr=log, env=clean_env({}))  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -87,5 +90,9 @@ def start_server() -> Iterator[S3Server]:
         yield S3Server(f"http://127.0.0.1:{port}")
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
         log.close()

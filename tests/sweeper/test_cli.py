@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from sweeper.cli import main
+from tests.processes import dies_with_this_process
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,9 +112,9 @@ def test_status_of_a_killed_drivers_study_is_not_running(tmp_path: Path, capsys)
     root.mkdir(parents=True)
     (root / "study.yaml").write_text("name: killed\nobjectives: {knn_top1: max}\n")
     (root / "state.json").write_text(json.dumps({"state": "running", "since": "2026-01-01T00:00:00+00:00"}))
-    holder = subprocess.Popen(
+    holder = subprocess.Popen(dies_with_this_process(
         [sys.executable, "-c", "import sys,time; from pathlib import Path; from sweeper.store import Store\n"
-         "with Store(Path(sys.argv[1])).lock():\n    print('locked', flush=True); time.sleep(60)", str(root)],
+         "with Store(Path(sys.argv[1])).lock():\n    print('locked', flush=True); time.sleep(60)", str(root)]),
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

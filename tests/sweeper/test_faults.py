@@ -25,6 +25,7 @@ from sweeper.cli import main
 from sweeper.runner import run_study, store_root
 from sweeper.study import load_study
 from sweeper.trainable import TrialContext, trial_id_for
+from tests.processes import dies_with_this_process, kill_processes_naming
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 pytestmark = pytest.mark.slow
@@ -121,9 +122,9 @@ def test_corrupt_checkpoint_restarts_from_scratch_with_a_warning_and_a_note(tmp_
 def test_second_run_of_the_same_study_is_refused(tmp_path: Path):
     path = write_study(tmp_path, name="busy")
     root = tmp_path / "runs" / "busy"
-    holder = subprocess.Popen(
+    holder = subprocess.Popen(dies_with_this_process(
         [sys.executable, "-c", "import sys,time; from pathlib import Path; from sweeper.store import Store\n"
-         "with Store(Path(sys.argv[1])).lock():\n    print('locked', flush=True); time.sleep(120)", str(root)],
+         "with Store(Path(sys.argv[1])).lock():\n    print('locked', flush=True); time.sleep(120)", str(root)]),
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -263,23 +264,6 @@ def node_ports() -> list[str]:
     return [*(f"{n}={p}" for n, p in zip(names, ports)), f"--min-worker-port={workers}", f"--max-worker-port={workers + 99}"]
 
 
-def kill_ray_processes_under(base: Path) -> None:
-    """Every process of this cluster (its command lines name `base`) and their children; never another Ray."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if str(base) in " ".join(process.info["cmdline"] or []):
-            try:
-                found += [process, *process.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
-    for process in found:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(found, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def ray_start_cluster():
     """docs/cluster.md's "machines you already have" recipe on one machine: a `ray start` head with
@@ -303,7 +287,7 @@ def ray_start_cluster():
                        env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
         yield {"address": f"127.0.0.1:{port}", "env": env, "base": base}
     finally:
-        kill_ray_processes_under(base)
+        kill_processes_naming(base)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -372,8 +356,8 @@ def test_driver_sigkill_then_run_again_loses_and_duplicates_nothing(tmp_path: Pa
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    driver = subprocess.Popen(dies_with_this_process([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"]), env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not (list((store / "trials").glob("*.json")) and in_flight_checkpointed()):

@@ -23,6 +23,7 @@ from sweeper.cli import main
 from sweeper.lease import BestEffortBackend, Lease, LeaseLost, S3Backend, backend_for, lease_for
 from sweeper.object_store import ObjectStore, open_store
 from sweeper.store import StoreError
+from tests.processes import dies_with_this_process
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 from tests.sweeper.s3_server import AWS_VARIABLES, aws_env, clean_env, free_port, start_server
 
@@ -439,8 +440,8 @@ def test_driver_sigkill_on_an_object_store_then_run_again_loses_and_repeats_noth
         keys = [k.split("/") for k in aws.keys(bucket, prefix + "ray/") if k.endswith("/checkpoint.pt")]
         return {k[4] for k in keys if int(k[5].removeprefix("checkpoint_")) < 4} - finished()
 
-    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    driver = subprocess.Popen(dies_with_this_process([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"]), env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not finished():

@@ -19,7 +19,8 @@ import yaml
 
 from tests.sweeper.conftest import write_study
 from tests.sweeper.s3_server import clean_env, start_server
-from tests.sweeper.test_faults import free_ports, kill_ray_processes_under, node_ports
+from tests.processes import kill_processes_naming
+from tests.sweeper.test_faults import free_ports, node_ports
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def job_cluster(s3):
                        env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
         yield {"jobs": f"http://127.0.0.1:{dashboard}", "env": env}
     finally:
-        kill_ray_processes_under(base)
+        kill_processes_naming(base)
         shutil.rmtree(base, ignore_errors=True)
 
 

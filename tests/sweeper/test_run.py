@@ -16,6 +16,7 @@ import pytest
 from sweeper.cli import main
 from sweeper.runner import run_study
 from sweeper.study import load_study
+from tests.processes import dies_with_this_process
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 pytestmark = pytest.mark.slow
@@ -80,8 +81,8 @@ def test_killed_driver_then_run_again_finishes_without_retraining(tmp_path: Path
     path = write_study(tmp_path, name="killed", grid=[8, 10, 12], trial={**__import__("tests.sweeper.conftest", fromlist=["TINY_TRIAL"]).TINY_TRIAL, **trial}, max_concurrent=1)
     store = tmp_path / "runs" / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    driver = subprocess.Popen(dies_with_this_process([sys.executable, "-m", "sweeper", "run", str(path), "--no-report"]), env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not list((store / "trials").glob("*.json")):

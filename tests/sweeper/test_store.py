@@ -13,6 +13,7 @@ import pytest
 
 from s3l_core.config import TrialConfig
 from sweeper.store import Store, StoreError, trial_id
+from tests.processes import dies_with_this_process
 
 
 def config(**raw) -> dict:
@@ -49,7 +50,7 @@ HOLD = textwrap.dedent(
 
 
 def test_second_driver_is_refused_and_a_dead_driver_holds_nothing(tmp_path: Path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(dies_with_this_process([sys.executable, "-c", HOLD, str(tmp_path)]), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StoreError, match=f"in use by pid {holder.pid}"):
@@ -116,7 +117,7 @@ def test_lock_never_follows_a_planted_symlink(tmp_path: Path):
 
 def test_is_locked_tells_a_live_driver_from_a_killed_one(tmp_path: Path):
     assert not Store(tmp_path).is_locked()  # no lock file yet
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(dies_with_this_process([sys.executable, "-c", HOLD, str(tmp_path)]), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert Store(tmp_path).is_locked()
