@@ -30,7 +30,8 @@ def synthetic_store(folder: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from sweeper.report import write_report
-    from sweeper.report.browser import WebDriverError, headless_chromium
+    sys.path.insert(0, str(ROOT))  # the WebDriver client is a test tool (tests/browser.py), not part of the package
+    from tests.browser import WebDriverError, headless_chromium
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path, nargs="?", help="study store (default: a synthetic 3-seed study)")

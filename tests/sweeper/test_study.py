@@ -266,7 +266,7 @@ def test_every_project_exception_pickles_round_trip():
     from sweeper.cli import UserFacingError
     from sweeper.lease import LeaseLost
     from sweeper.runner import StudyInterrupted
-    from sweeper.report.browser import WebDriverError
+    from tests.browser import WebDriverError
     from sweeper.runner import ClusterError
     from sweeper.store import StoreError
     from sweeper.study_overrides import OverrideSyntaxError

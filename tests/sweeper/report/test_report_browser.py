@@ -14,7 +14,7 @@ What is checked, and how:
 - every figure of the report, as built: no legend over data points, whole-number ticks on
   axes that count trials or epochs, no overlapping labels (``sweeper.report.layout``).
 The page is opened from file:// and from a static HTTP server on 127.0.0.1 (the driver is
-``sweeper.report.browser``).
+``tests/browser.py``).
 A screenshot goes to test-artifacts/report.png (and the whole page to report-full.png).
 """
 
@@ -31,7 +31,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from sweeper.report import write_report
-from sweeper.report.browser import CHROMEDRIVER, CHROMIUM, WebDriver, WebDriverError, headless_chromium
+from tests.browser import CHROMEDRIVER, CHROMIUM, WebDriver, WebDriverError, headless_chromium
 from sweeper.report.layout import fractional_count_ticks, label_overlaps, layout_problems, legend_overlaps, mark_count_axis
 
 EVIL_NAME = "<script>alert(1)</script>"
