@@ -35,14 +35,14 @@ def test_off_a_terminal_each_trial_event_is_one_line_and_nothing_is_repeated():
     a.status, a.last_result = "TERMINATED", {"epoch": 16, "knn_val_top1": 0.748, "wall_s": 85.2}
     b.status = "RUNNING"
     v.report([a, b], done=False)
-    b.status = "ERROR"
+    b.status, b.last_result = "ERROR", {"epoch": 1, "knn_val_top1": float("nan"), "wall_s": 2.0}  # ended before any evaluation
     v.report([a, b], done=True)
     lines = out.getvalue().splitlines()
     assert lines == [
         "started  id-8  resolution 8",
         "finished id-8  resolution 8: val kNN 74.8%, 85 s  [study: 1/2 trials done]",
         "started  id-14  resolution 14",
-        "failed   id-14  resolution 14  [study: 1/2 trials done]",
+        "failed   id-14  resolution 14: 2 s  [study: 1/2 trials done]",
     ]
     assert "nan" not in out.getvalue() and "\x1b" not in out.getvalue()
 
