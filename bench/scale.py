@@ -36,17 +36,11 @@ from typing import Any
 import yaml
 
 from bench.common import ROOT, machine, print_table, write_json
+from tests.sweeper.conftest import TINY_TRIAL
 
 SLOTS = 2
-TRIVIAL_TRIAL = {
-    "method": "simclr",
-    "backbone": {"depth": 10, "width": 0.0625, "stages": 4},
-    "resolution": 8,
-    "epochs": 1,
-    "data_fraction": 0.1,
-    "batch_size": 64,
-    "eval": {"every": 1, "knn_k": 10, "linear_probe": False, "floors": False, "resolution": 8},
-}
+# the tests' tiny trial, narrower, one epoch, on `digits`: the cheapest trial the config accepts
+TRIVIAL_TRIAL = {**TINY_TRIAL, "backbone": {**TINY_TRIAL["backbone"], "width": 0.0625}, "epochs": 1, "data_fraction": 0.1}
 CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
 
 
