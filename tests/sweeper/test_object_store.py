@@ -343,9 +343,7 @@ def test_a_bad_object_store_is_one_line_exit_2_and_starts_nothing(s3, tmp_path: 
         monkeypatch.setenv(name, value)
     bucket = "s3l-not-there" if problem == "missing bucket" else s3.new_bucket()
     path = write_study(tmp_path, name="bad", grid=[8], storage=f"s3://{bucket}/runs", report=f"s3://{bucket}/reports")
-    started = time.monotonic()
-    assert main(["run", str(path)]) == 2
-    assert time.monotonic() - started < 30
+    assert main(["run", str(path)]) == 2  # a hang (retrying an unreachable endpoint for ever) meets the suite's timeout
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     expected = {"missing bucket": "bucket 's3l-not-there'", "unreachable endpoint": f"cannot reach the object store of s3://{bucket}/runs/bad at {endpoint}",

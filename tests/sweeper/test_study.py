@@ -336,15 +336,11 @@ def test_a_fifo_or_device_given_as_a_study_is_refused_without_blocking(tmp_path:
     assert done.stderr.strip() == f"error: {path}: is not a regular file (a FIFO, device or socket), not a study file"
 
 
-def test_a_grid_at_the_trial_cap_validates_fast_and_one_over_it_is_refused(tmp_path: Path):
-    import time
-
+def test_a_grid_at_the_trial_cap_validates_and_one_over_it_is_refused(tmp_path: Path):
     widths = ", ".join(str(0.125 * i) for i in range(1, 101))
     fractions = ", ".join(str(round(0.01 * i, 2)) for i in range(1, 101))
     at_cap = VALID + f"space:\n  backbone.width: {{grid: [{widths}]}}\n  data_fraction: {{grid: [{fractions}]}}\n"
-    started = time.perf_counter()
-    assert len(load_study(_write(tmp_path, at_cap)).space) == 2  # 10,000 trials: accepted
-    assert time.perf_counter() - started < 20
+    assert len(load_study(_write(tmp_path, at_cap)).space) == 2  # 10,000 trials: accepted (its speed: bench/startup.py, not a test)
     problems = _problems(_write(tmp_path, at_cap + "seeds: [0, 1]\n", "over.yaml"))
     assert any(p.key_path == "space" and "20,000 trials" in p.message for p in problems)
 
