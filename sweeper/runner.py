@@ -98,7 +98,7 @@ def _unless_lost(write: Callable[[], None]) -> None:
 class StudyProgress(tune.Callback):
     """Driver-side bookkeeping: records trials that end without a finished record, keeps the
     budget ledger (`budget.json`, read by each trial before it starts) and writes the study line
-    that `StudyReporter` prints under each table."""
+    that the live view prints (`StudyView`; `StudyReporter` with `-v`)."""
 
     def __init__(self, store: AnyStore, context: TrialContext, total: int, reused: int, eta: Eta | None = None, announce: bool = True):
         self.store, self.context = store, context
