@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from bench.common import ROOT, machine, print_table, write_json
-from tests.sweeper.conftest import TINY_TRIAL
+from tests.sweeper.conftest import TINY_TRIAL, write_study
 
 SLOTS = 2
 # the tests' tiny trial, narrower, one epoch, on `digits`: the cheapest trial the config accepts
@@ -45,23 +45,9 @@ CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
 
 
 def write_scale_study(directory: Path, trials: int) -> Path:
-    study = {
-        "name": f"scale-{trials}",
-        "dataset": "digits",
-        "trial": TRIVIAL_TRIAL,
-        "space": {"resolution": {"grid": [8]}},
-        "seeds": list(range(trials)),
-        "search": {"algorithm": "grid"},
-        "objectives": {"knn_top1": "max", "train_pflops": "min"},
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_concurrent": SLOTS,
-        "failure": {"max_retries": 0},
-        "storage": str(directory / "runs"),
-        "report": str(directory / "reports"),
-    }
-    path = directory / f"scale-{trials}.yaml"
-    path.write_text(yaml.safe_dump(study, sort_keys=False))
-    return path
+    """The tests' study file (`write_study`) with one trivial trial per seed on `digits`."""
+    return write_study(directory, f"scale-{trials}", grid=[8], seeds=list(range(trials)), dataset="digits",
+                       trial=TRIVIAL_TRIAL, failure={"max_retries": 0}, max_concurrent=SLOTS)
 
 
 class ProcessSampler(threading.Thread):
