@@ -90,8 +90,8 @@ MUTATIONS: tuple[Mutation, ...] = (
       "return sorted(found, key=lambda p: p.stat().st_mtime)",
       ("tests/sweeper/test_trainable.py",)),
     M("finished_trials_never_reused", "sweeper/plan.py",
-      "    return [(tid, p) for tid, p in unique_trials(study).items() if tid not in finished_ids]",
-      "    return list(unique_trials(study).items())",
+      "    return [(tid, p) for tid, p in trials.items() if tid not in finished_ids]",
+      "    return list(trials.items())",
       ("tests/sweeper/test_runner.py",)),
     # ------------------------------------------------------------- losses
     M("info_nce_ignores_temperature", "s3l_core/losses.py",

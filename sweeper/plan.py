@@ -41,11 +41,12 @@ def planned_trials(study: Study) -> int:
     return study.search.num_samples if is_sampled(study) else len(unique_points(study))
 
 
-def pending_trials(study: Study, finished_ids: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(trial id, point) of each trial a `run` would launch: every unique point without a finished record."""
-    return [(tid, p) for tid, p in unique_trials(study).items() if tid not in finished_ids]
+def pending_trials(trials: dict[str, dict[str, Any]], finished_ids: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(trial id, point) of each of `unique_trials` that a `run` would launch: those without a
+    finished record. (The caller keeps `trials`, so it is worked out once: it builds every config.)"""
+    return [(tid, p) for tid, p in trials.items() if tid not in finished_ids]
 
 
 def pending_points(study: Study, finished_ids: set[str]) -> list[dict[str, Any]]:
     """The points a `run` would launch."""
-    return [p for _, p in pending_trials(study, finished_ids)]
+    return [p for _, p in pending_trials(unique_trials(study), finished_ids)]

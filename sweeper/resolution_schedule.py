@@ -73,10 +73,6 @@ class ResolutionSchedule:
     def largest(self) -> int:
         return max(self.resolutions)
 
-    @property
-    def total_length(self) -> int | None:
-        return sum(self.lengths) if self.staged else None
-
     def columns(self) -> dict[str, Any]:
         """This schedule's cells of a results row."""
         return {

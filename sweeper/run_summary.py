@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeper.claim import report_location
-from sweeper.plan import is_sampled, pending_trials, planned_trials
+from sweeper.plan import is_sampled, pending_trials, unique_trials
 from sweeper.report.files import ANSWER_NAME, INDEX_NAME
 from sweeper.store import MARKER_NAME, Location, Store, store_root
 from sweeper.study_model import Study
@@ -57,8 +57,9 @@ def nothing_to_run(study: Study, storage: str | None, report: bool) -> RunSummar
     except (OSError, ValueError, AttributeError):  # anything missing or unreadable: the full path decides
         return None
     finished = [r for r in records if r.get("status") == "finished"]
-    if pending_trials(study, {r["trial_id"] for r in finished}):
+    trials = unique_trials(study)
+    if pending_trials(trials, {r["trial_id"] for r in finished}):
         return None
-    total = planned_trials(study)
+    total = len(trials)
     hosts = {str(r.get("node") or "").split(":")[0] for r in finished} - {""}
     return RunSummary(root, total, total, 0, len(finished), 0, report_dir / INDEX_NAME if report_dir else None, len(hosts), answer)

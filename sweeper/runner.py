@@ -31,7 +31,7 @@ from sweeper.provenance import provenance
 from sweeper.run_summary import RunSummary
 from sweeper.results import write_tables
 from sweeper.space import to_ray_space
-from sweeper.plan import is_sampled, pending_trials, planned_trials
+from sweeper.plan import is_sampled, pending_trials, unique_trials
 from sweeper.point_queue import PointQueue, store_trial_name
 from sweeper.object_store import DRIVER_FILES, ObjectStore, join_uri, open_store
 from sweeper.store import Location, Store, StoreError, store_root
@@ -283,8 +283,9 @@ def run_study(study: Study, address: str | None = None, storage: str | None = No
 
         sampled = is_sampled(study)
         if not sampled:
-            pending = pending_trials(study, finished)
-            total = planned_trials(study)
+            trials = unique_trials(study)
+            pending = pending_trials(trials, finished)
+            total = len(trials)
             reused = total - len(pending)
         else:
             total, reused, pending = study.search.num_samples, min(len(finished), study.search.num_samples), []
