@@ -75,9 +75,9 @@ def run_through_sweeper(study_path: Path, storage: Path, trials: int) -> dict[st
 
     import ray
 
-    from sweeper.loopback import start_local_ray
-    from sweeper.runner import run_study
-    from sweeper.study import load_study
+    from sweeper.tune.loopback import start_local_ray
+    from sweeper.tune.runner import run_study
+    from sweeper.study.load import load_study
 
     study = load_study(study_path)
     started = time.perf_counter()
@@ -118,11 +118,11 @@ def run_directly(study_path: Path) -> dict[str, Any]:
     import torch
 
     from s3l_core.trainer import train
-    from sweeper.space import points
-    from sweeper.study import load_study
+    from sweeper.study.space import points
+    from sweeper.study.load import load_study
 
     study = load_study(study_path)
-    torch.set_num_threads(1)  # as sweeper.trainable does for a 1-CPU trial
+    torch.set_num_threads(1)  # as sweeper.tune.trainable does for a 1-CPU trial
     walls = []
     started = time.perf_counter()
     for point in points(study):

@@ -9,7 +9,7 @@ Each trial is a Ray actor asking for 1/k GPU (Ray's fractional resources, as a s
 s3l_core training loop (uint8 data on the device, make_views, the trainer's step; see
 bench/common.py) for a fixed number of steps. All k actors build and warm up first; then
 their timed loops are started together and the aggregate is k x steps x batch over the
-wall time until the last one finishes. Ray is started on loopback (sweeper.loopback).
+wall time until the last one finishes. Ray is started on loopback (sweeper.tune.loopback).
 Targets (issue 5): 4 trials >= 3.5x and 8 trials >= 5x the aggregate of one.
 Without CUDA it prints a message and exits 0 (unless --cpu-smoke).
 """
@@ -61,7 +61,7 @@ class PackedTrial:
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     import ray
 
-    from sweeper.loopback import start_local_ray
+    from sweeper.tune.loopback import start_local_ray
 
     # Ray's workers inherit this environment: let them import `bench` without a runtime_env.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)

@@ -172,8 +172,8 @@ def synthetic_store(directory: Path, real_store: Path, trials: int) -> Path:
     shape, seed and trial id changed), with the marker, resolved study and state a finished run
     leaves: what `status`, `report`, `estimate` and a no-op `run` read at that size, without the
     hours of training. Returns the study file."""
-    from sweeper.store import MARKER_NAME, Store, marker, store_root, trial_id
-    from sweeper.study import load_study
+    from sweeper.store.local import MARKER_NAME, Store, marker, store_root, trial_id
+    from sweeper.study.load import load_study
 
     template = json.loads(next((real_store / "trials").glob("*.json")).read_text())
     path = write_scale_study(directory, trials)

@@ -24,8 +24,8 @@ def main(argv: list[str]) -> int:
     from ray import tune
 
     from s3l_core.trainer import train
-    from sweeper.loopback import start_local_ray
-    from sweeper.study import load_study
+    from sweeper.tune.loopback import start_local_ray
+    from sweeper.study.load import load_study
 
     study = load_study(Path(argv[0]))
     base = study.trial_config({"seed": study.seeds[0]})

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeper.study import load_study
-from sweeper.study_model import Study, StudyError
-from sweeper.study_overrides import Override, OverrideSyntaxError, parse_overrides
+from sweeper.study.load import load_study
+from sweeper.study.model import Study, StudyError
+from sweeper.study.overrides import Override, OverrideSyntaxError, parse_overrides
 
 if TYPE_CHECKING:
-    from sweeper.run_summary import RunSummary
+    from sweeper.store.run_summary import RunSummary
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
@@ -97,7 +97,7 @@ def store_of(target: Path | str, storage: str | None = None) -> Path | str:
     """The store of a target: the directory (or URI) itself, or where a study file's results go."""
     if isinstance(target, str) or target.is_dir():
         return target
-    from sweeper.store import store_root
+    from sweeper.store.local import store_root
 
     return store_root(_load(target), storage)
 
@@ -153,7 +153,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     study = _load(study_file(args.study), check_cost=True, overrides=overrides_of(args))  # refused before torch is imported; then the cost ceiling
-    from sweeper.estimate import render_estimate
+    from sweeper.estimate.render import render_estimate
 
     print(render_estimate(study, remeasure=args.remeasure))
     return 0
@@ -161,9 +161,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 def _dry_run(study: Study, storage: str | None) -> int:
     """What `run` would launch now: the study's trials less those finished in its store."""
-    from sweeper.estimate import render_estimate
-    from sweeper.object_store import open_store
-    from sweeper.store import StoreError, identity_problem, store_root
+    from sweeper.estimate.render import render_estimate
+    from sweeper.store.object_store import open_store
+    from sweeper.store.local import StoreError, identity_problem, store_root
 
     root = store_root(study, storage)
     try:
@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = overrides_of(args)
     study = _load(path, overrides=overrides)
     if not args.dry_run:
-        from sweeper.run_summary import nothing_to_run
+        from sweeper.store.run_summary import nothing_to_run
 
         current = nothing_to_run(study, args.storage, report=not args.no_report)
         if current is not None:
@@ -196,8 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"store {_shown(current.store)}; its tables and report are current, so Ray is not started", flush=True)
             return _print_outcome(study, current)
     study = load_study(path, check_cost=True, overrides=overrides)
-    from sweeper.cluster import ClusterError, available_resources, cluster_address
-    from sweeper.store import StoreError
+    from sweeper.tune.cluster import ClusterError, available_resources, cluster_address
+    from sweeper.store.local import StoreError
 
     address = cluster_address(study, args.address)
     if args.dry_run and address is not None:
@@ -207,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = load_study(path, cluster_resources=available_resources(address), overrides=overrides)
         if args.dry_run:
             return _dry_run(study, args.storage)
-        from sweeper.runner import StudyInterrupted, run_study
+        from sweeper.tune.runner import StudyInterrupted, run_study
 
         try:
             summary = run_study(study, address=args.address, storage=args.storage, report=not args.no_report, verbose=args.verbose)
@@ -234,22 +234,22 @@ def _shown(location: Path | str, name: str | None = None) -> str:
     """A location (`<location>/<name>`) as the user reads it: a URI without its query, which may hold credentials."""
     if isinstance(location, Path):
         return str(location / name if name else location)
-    from sweeper.object_store import display_uri
+    from sweeper.store.object_store import display_uri
 
     return display_uri(location) + (f"/{name}" if name else "")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweeper.object_store import open_store
-    from sweeper.plan import planned_trials
-    from sweeper.store import StoreError
+    from sweeper.store.object_store import open_store
+    from sweeper.study.plan import planned_trials
+    from sweeper.store.local import StoreError
 
     root = args.target
     if isinstance(root, Path) and not root.exists():
         raise UserFacingError(f"{root}: no such file or folder (a study file, or its store runs/<name>)")
     try:
         if isinstance(root, Path) and root.is_file():
-            from sweeper.store import store_root
+            from sweeper.store.local import store_root
 
             study = _load(root)
             root = store_root(study, args.storage)
@@ -265,7 +265,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             planned: int | None = planned_trials(_stored_study(store))
         except UserFacingError:  # a study.yaml the store's own run did not write: the records still count
             planned = None
-        from sweeper.results import results_frame  # pandas: only once there is a store to read
+        from sweeper.store.results import results_frame  # pandas: only once there is a store to read
 
         results = results_frame(store.records())
         state = store.state()
@@ -322,9 +322,9 @@ def _stored_study(store: Any) -> Study:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from s3l_core.atomic import UnsafeFolderError
-    from sweeper.claim import report_location, write_study_report
-    from sweeper.object_store import is_uri, open_store
-    from sweeper.store import StoreError
+    from sweeper.store.claim import report_location, write_study_report
+    from sweeper.store.object_store import is_uri, open_store
+    from sweeper.store.local import StoreError
 
     location = store_of(args.store, args.storage)
     try:
@@ -332,7 +332,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not store.has("study.yaml"):
             raise UserFacingError(f"{store.location} is not a study store (no study.yaml); is it runs/<name>, and has the study run?")
         out = args.out if args.out is not None else report_location(_stored_study(store))
-        from sweeper.results import write_tables  # pandas: only once the store and its study are known good
+        from sweeper.store.results import write_tables  # pandas: only once the store and its study are known good
 
         write_tables(store)  # from the trial records, so a running study's report is current
         written = write_study_report(store, out.absolute() if isinstance(out, Path) else out)  # absolute, not resolved: a symlinked folder is refused

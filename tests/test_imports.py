@@ -101,9 +101,9 @@ def test_the_two_circles_of_issue_12_stay_broken():
     graph = import_graph(REPO)
     assert reaches(graph, "s3l_core.data", "s3l_core.imagefolder")  # data dispatches imagefolder: names
     assert not reaches(graph, "s3l_core.imagefolder", "s3l_core.data")
-    assert reaches(graph, "sweeper.study", "sweeper.study_model")
-    assert not reaches(graph, "sweeper.space", "sweeper.study")
-    assert not reaches(graph, "sweeper.study", "sweeper.space")  # validation needs no expansion
+    assert reaches(graph, "sweeper.study.load", "sweeper.study.model")
+    assert not reaches(graph, "sweeper.study.space", "sweeper.study.load")
+    assert not reaches(graph, "sweeper.study.load", "sweeper.study.space")  # validation needs no expansion
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -136,3 +136,40 @@ def test_a_package_importing_its_own_submodules_is_no_circle(tmp_path: Path):
     graph = import_graph(tmp_path, ("pkg",))
     assert graph == {"pkg": {"pkg.build"}, "pkg.build": {"pkg.figures"}, "pkg.figures": set()}
     assert find_cycle(graph) is None
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """The top-level names of what a module imports from outside its own package (absolute imports)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
+def modules_importing(root: Path, top_level: str, packages: tuple[str, ...] = PACKAGES) -> list[str]:
+    return sorted(name for name, path in module_files(root, packages).items() if top_level in third_party_imports(path))
+
+
+def test_only_sweeper_tune_imports_ray():
+    """Ray is one package's business (issue 29): the rest of the sweeper and all of s3l_core run
+    without it (validate, estimate, status, report on a finished store)."""
+    importers = modules_importing(REPO, "ray")
+    assert importers, "the check found no module importing Ray at all"
+    assert [m for m in importers if not m.startswith("sweeper.tune.")] == []
+
+
+def test_the_ray_check_sees_a_lazy_import_outside_tune(tmp_path: Path):
+    _write(tmp_path, {
+        "sweeper/__init__.py": "", "sweeper/tune/__init__.py": "", "sweeper/tune/runner.py": "import ray\n",
+        "sweeper/study/__init__.py": "", "sweeper/study/space.py": "def f():\n    from ray import tune\n",
+    })
+    assert modules_importing(tmp_path, "ray", ("sweeper",)) == ["sweeper.study.space", "sweeper.tune.runner"]
+
+
+def test_sweeper_top_level_holds_only_the_command_line_and_sub_packages():
+    top = sorted(p.name for p in (REPO / "sweeper").iterdir() if p.suffix == ".py")
+    assert top == ["__init__.py", "__main__.py", "cli.py"]
+    assert all((p / "__init__.py").is_file() for p in (REPO / "sweeper").iterdir() if p.is_dir() and p.name != "__pycache__")

@@ -8,23 +8,19 @@ pairs, trend fits), ``claims`` (the sentences), ``figures`` and ``layout`` (figu
 checks), ``page`` (HTML).
 """
 
-from importlib import import_module
-from typing import Any
+from sweeper import lazy_exports
 
 # Loaded on first use: `run` on a current store reads the report's file names without pandas or matplotlib.
 _PUBLIC = {
     "ANSWER_NAME": "files", "INDEX_NAME": "files", "build_page": "build", "write_report": "build",
     "Headline": "claims", "headline": "claims", "verdict_line": "claims",
     "configurations": "compare", "fair_pairs": "compare", "trend_fits": "compare", "pareto_mask": "pareto",
-    "StoreSnapshot": "store", "load_store": "store",
+    "StoreSnapshot": "snapshot", "load_store": "snapshot",
     "cost_model_error": "summary", "knob_columns": "summary", "primary_cost": "summary", "study_objectives": "summary",
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _PUBLIC)
 
 
 __all__ = [

@@ -41,7 +41,7 @@ from .page import (
     table,
 )
 from .pareto import pareto_mask
-from .store import ACCURACY_COLUMNS, COST_COLUMNS, EVALUATION_COLUMNS, UNFINISHED, StoreSnapshot, curve_column, load_store
+from .snapshot import ACCURACY_COLUMNS, COST_COLUMNS, EVALUATION_COLUMNS, UNFINISHED, StoreSnapshot, curve_column, load_store
 from .summary import (
     cost_model_error,
     finished,

@@ -3,8 +3,8 @@
 A store keeps every record it ever wrote; after a grid shrinks or the base config changes,
 some of them are no longer trials of the study (``study.yaml`` in the store is the study as
 last run). Their ids are computed exactly as the runner does: the study's points
-(``sweeper.space.points``), resolved by ``Study.trial_config`` and hashed by ``sweeper.store.trial_id``:
-what ``sweeper.trainable.trial_id_for`` does (its CPU-only device override is not hashed), without
+(``sweeper.study.space.points``), resolved by ``Study.trial_config`` and hashed by ``sweeper.store.local.trial_id``:
+what ``sweeper.tune.trainable.trial_id_for`` does (its CPU-only device override is not hashed), without
 importing Ray or the trainer. Optuna studies have no
 fixed point list, so a record of theirs is current when its own sweep point, under the
 current study, still gives its id.
@@ -46,10 +46,10 @@ class Plan:
 
 def current_trial_ids(store_dir: Path) -> tuple[set[str] | None, str | None]:
     """(ids of the current study's trials, None) or (None, why they cannot be known)."""
-    from sweeper.space import points
-    from sweeper.store import Store, trial_id
-    from sweeper.study import load_study
-    from sweeper.study_model import StudyError
+    from sweeper.study.space import points
+    from sweeper.store.local import Store, trial_id
+    from sweeper.study.load import load_study
+    from sweeper.study.model import StudyError
 
     path = Path(store_dir) / "study.yaml"
     if not path.exists():
@@ -98,8 +98,8 @@ def membership(results: pd.DataFrame, ids: set[str] | None, why: str | None = No
 
 def study_plan(store_dir: Path) -> Plan | None:
     """The current study's plan (None when its study.yaml does not validate: membership says why)."""
-    from sweeper.plan import is_sampled, planned_trials, point_trial_id, unique_points
-    from sweeper.study import load_study
+    from sweeper.study.plan import is_sampled, planned_trials, point_trial_id, unique_points
+    from sweeper.study.load import load_study
 
     try:
         study = load_study(Path(store_dir) / "study.yaml")

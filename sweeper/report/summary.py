@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweeper.resolution_schedule import ResolutionSchedule
+from sweeper.study.resolution_schedule import ResolutionSchedule
 
 from .pareto import objective_signs
 

@@ -6,7 +6,7 @@ from s3l_core.backbone import SMALL_STEM_BELOW, build_resnet, stem_for
 from s3l_core.config import TrialConfig
 from s3l_core.cost import train_step_flops
 from s3l_core.dataset_catalog import BUILTIN_SHAPES
-from sweeper.cost_model import predicted_train_pflops
+from sweeper.estimate.cost_model import predicted_train_pflops
 
 
 def count_params(model: nn.Module) -> int:

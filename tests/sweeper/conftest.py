@@ -45,7 +45,7 @@ def local_ray():
     """A small real Ray on loopback, shared by the in-process sweeper tests."""
     import ray
 
-    from sweeper.loopback import start_local_ray
+    from sweeper.tune.loopback import start_local_ray
 
     start_local_ray(num_cpus=2, log_to_driver=False)
     assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")

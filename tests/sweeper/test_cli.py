@@ -113,7 +113,7 @@ def test_status_of_a_killed_drivers_study_is_not_running(tmp_path: Path, capsys)
     (root / "study.yaml").write_text("name: killed\nobjectives: {knn_top1: max}\n")
     (root / "state.json").write_text(json.dumps({"state": "running", "since": "2026-01-01T00:00:00+00:00"}))
     holder = subprocess.Popen(dies_with_this_process(
-        [sys.executable, "-c", "import sys,time; from pathlib import Path; from sweeper.store import Store\n"
+        [sys.executable, "-c", "import sys,time; from pathlib import Path; from sweeper.store.local import Store\n"
          "with Store(Path(sys.argv[1])).lock():\n    print('locked', flush=True); time.sleep(60)", str(root)]),
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -133,7 +133,7 @@ def test_status_of_a_killed_drivers_study_is_not_running(tmp_path: Path, capsys)
 def test_a_refused_run_is_one_line_and_starts_nothing(tmp_path: Path, capsys, ray_start_spy, refusal: str):
     """README: an unwritable or locked store is one line, exit 2, nothing started. Ray's start is
     replaced by a spy that refuses, so this test never starts Ray itself."""
-    from sweeper.store import Store
+    from sweeper.store.local import Store
 
     if refusal == "unwritable store":
         path = write_study(tmp_path, name="nowhere", storage="/proc/s3l-runs")

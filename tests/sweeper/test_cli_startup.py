@@ -38,7 +38,7 @@ def test_help_version_and_validate_import_nothing_heavy(argv):
 def test_importing_the_trainer_methods_and_estimate_does_not_import_torch_dynamo():
     """`@torch.compiler.disable` at class definition imported torch._dynamo with s3l_core.methods:
     about 1 s of every command that imports s3l_core (86 s of a 99 s `estimate` on a loaded machine, issue 27)."""
-    code = "import s3l_core.trainer, s3l_core.methods, sweeper.estimate; import sys; print('torch._dynamo' in sys.modules)"
+    code = "import s3l_core.trainer, s3l_core.methods, sweeper.estimate.render; import sys; print('torch._dynamo' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
@@ -88,9 +88,9 @@ def test_status_before_any_run_says_none_of_n_finished(tmp_path, capsys):
 
 
 def test_status_counts_finished_trials_against_the_study_as_it_now_stands(tmp_path, capsys):
-    from sweeper.study import load_study
+    from sweeper.study.load import load_study
     from tests.sweeper.conftest import write_study
-    from tests.sweeper.test_runner import write_records
+    from tests.sweeper.tune.test_runner import write_records
 
     path = write_study(tmp_path, grid=[8, 12, 16])
     write_records(load_study(path), ["finished", "failed"])
@@ -151,13 +151,13 @@ def _current_finished_store(tmp_path: Path):
     written after the records, as a finished `run` leaves them (built here without training)."""
     import time
 
-    from sweeper.claim import report_location
+    from sweeper.store.claim import report_location
     from sweeper.report import write_report
-    from sweeper.results import write_tables
-    from sweeper.run_summary import RunSummary  # noqa: F401 (the light module under test imports)
-    from sweeper.store import MARKER_NAME, Store, marker, store_root
-    from sweeper.study import load_study
-    from sweeper.trainable import TrialContext, new_record, trial_config_for
+    from sweeper.store.results import write_tables
+    from sweeper.store.run_summary import RunSummary  # noqa: F401 (the light module under test imports)
+    from sweeper.store.local import MARKER_NAME, Store, marker, store_root
+    from sweeper.study.load import load_study
+    from sweeper.tune.trainable import TrialContext, new_record, trial_config_for
     from tests.sweeper.conftest import write_study
 
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -183,7 +183,7 @@ def test_a_rerun_of_a_current_finished_study_imports_nothing_heavy_and_writes_no
     """`run` of a finished study started Ray (40 s), then torch and a report rebuild (16 s): the
     answer was already in the store (issue 26)."""
     path, study, root = _current_finished_store(tmp_path)
-    from sweeper.claim import report_location
+    from sweeper.store.claim import report_location
 
     watched = [p for folder in (root, report_location(study)) for p in folder.rglob("*") if p.is_file()]
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
@@ -204,7 +204,7 @@ def test_a_store_with_anything_new_takes_the_full_run(tmp_path: Path):
     import json
     import os
 
-    from sweeper.run_summary import nothing_to_run
+    from sweeper.store.run_summary import nothing_to_run
 
     path, study, root = _current_finished_store(tmp_path)
     assert nothing_to_run(study, None, report=True) is not None
@@ -226,9 +226,9 @@ def test_a_store_with_anything_new_takes_the_full_run(tmp_path: Path):
 def test_a_rerun_with_the_same_set_answers_from_the_store_and_without_it_takes_the_full_run(tmp_path: Path):
     """The store's study.yaml of a `run --set` is headed by its `--set`s: the same command again is
     a current store (no Ray), the file without them is another study (the full path decides)."""
-    from sweeper.run_summary import nothing_to_run
-    from sweeper.study import load_study
-    from sweeper.study_overrides import parse_overrides
+    from sweeper.store.run_summary import nothing_to_run
+    from sweeper.study.load import load_study
+    from sweeper.study.overrides import parse_overrides
 
     path, study, root = _current_finished_store(tmp_path)
     overridden = load_study(path, overrides=parse_overrides(["description=changed on the command line"]))

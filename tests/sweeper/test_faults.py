@@ -22,9 +22,9 @@ import psutil
 import pytest
 
 from sweeper.cli import main
-from sweeper.runner import run_study, store_root
-from sweeper.study import load_study
-from sweeper.trainable import TrialContext, trial_id_for
+from sweeper.tune.runner import run_study, store_root
+from sweeper.study.load import load_study
+from sweeper.tune.trainable import TrialContext, trial_id_for
 from tests.processes import dies_with_this_process, kill_processes_naming
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 
@@ -124,7 +124,7 @@ def test_second_run_of_the_same_study_is_refused(tmp_path: Path):
     path = write_study(tmp_path, name="busy")
     root = tmp_path / "runs" / "busy"
     holder = subprocess.Popen(dies_with_this_process(
-        [sys.executable, "-c", "import sys,time; from pathlib import Path; from sweeper.store import Store\n"
+        [sys.executable, "-c", "import sys,time; from pathlib import Path; from sweeper.store.local import Store\n"
          "with Store(Path(sys.argv[1])).lock():\n    print('locked', flush=True); time.sleep(120)", str(root)]),
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -168,22 +168,22 @@ def whole_checkpoint_after_one_epoch(study, directory: Path) -> None:
 
 
 def trial_config_for_first_point(study, context):
-    from sweeper.trainable import trial_config_for
+    from sweeper.tune.trainable import trial_config_for
 
     return trial_config_for(context, {"resolution": study.space["resolution"].values[0], "seed": study.seeds[0]})
 
 
 def mark_as_store_of(study) -> None:
     """The marker an earlier run of `study` left in its store (a test that plants checkpoints first needs it)."""
-    from sweeper.store import MARKER_NAME, Store, marker
+    from sweeper.store.local import MARKER_NAME, Store, marker
 
     Store(store_root(study)).put_json(MARKER_NAME, marker(study.name))
 
 
 def test_a_zero_byte_newest_checkpoint_falls_back_to_the_older_whole_one(tmp_path: Path):
     from s3l_core.checkpoint import CHECKPOINT_NAME
-    from sweeper.store import Store
-    from sweeper.trainable import _resume_state
+    from sweeper.store.local import Store
+    from sweeper.tune.trainable import _resume_state
 
     study = load_study(write_study(tmp_path, name="zero", grid=[8]))
     tid = only_trial_id(study)
@@ -306,7 +306,7 @@ def test_docs_cluster_recipe_runs_a_study_on_a_ray_start_cluster(tmp_path: Path,
 
 
 def test_embedded_ray_never_joins_the_cluster_ray_start_recorded(ray_start_cluster):
-    script = ("import ray; from sweeper.loopback import start_local_ray; start_local_ray(num_cpus=1, log_to_driver=False); "
+    script = ("import ray; from sweeper.tune.loopback import start_local_ray; start_local_ray(num_cpus=1, log_to_driver=False); "
               "print('GCS', ray.get_runtime_context().gcs_address, ray.cluster_resources().get('CPU')); ray.shutdown()")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", script], env=ray_start_cluster["env"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -495,7 +495,7 @@ def test_a_driver_paused_past_its_lease_stops_and_the_driver_that_took_it_over_t
 
 @pytest.mark.faults
 def test_node_removal_reschedules_its_trials(tmp_path: Path):
-    from tests.sweeper.test_cluster import run_on_cluster
+    from tests.sweeper.tune.test_cluster import run_on_cluster
 
     summary, results = run_on_cluster(tmp_path, "node_lost", "remove", grid=[8, 10], trial={**TINY_TRIAL, "epochs": 4}, failure={"max_retries": 3})
     assert summary["removed"]
@@ -586,7 +586,7 @@ def test_an_unwritable_report_folder_is_refused_before_training(tmp_path: Path, 
 
 
 def test_address_local_means_the_embedded_ray(tmp_path: Path, monkeypatch):
-    from sweeper.runner import cluster_address
+    from sweeper.tune.runner import cluster_address
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     study = load_study(write_study(tmp_path, name="local", grid=[8], cluster={"address": "local"}))

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from sweeper.cli import main
-from sweeper.runner import run_study
-from sweeper.study import load_study
+from sweeper.tune.runner import run_study
+from sweeper.study.load import load_study
 from tests.processes import dies_with_this_process
 from tests.sweeper.conftest import TINY_TRIAL, write_study
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeper.study import load_study
-from sweeper.study_model import StudyError
+from sweeper.study.load import load_study
+from sweeper.study.model import StudyError
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))

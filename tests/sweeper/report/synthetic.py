@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sweeper.resolution_schedule import STAGE_COLUMNS, ResolutionSchedule
+from sweeper.study.resolution_schedule import STAGE_COLUMNS, ResolutionSchedule
 
 RESOLUTIONS = ["8", "12", "16", "20", "28", "14x8,28x2"]  # resolution_schedule values
 GRID: dict[str, list[Any]] = {

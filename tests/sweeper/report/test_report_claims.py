@@ -14,7 +14,7 @@ from sweeper.report.compare import (
     fair_pairs,
     trend_fits,
 )
-from sweeper.report.store import normalize_results
+from sweeper.report.snapshot import normalize_results
 from sweeper.report.verdict import FAILS, HOLDS, INCONCLUSIVE, NOT_MEANINGFUL
 
 OBJ = {"knn_top1": "max", "train_pflops": "min"}

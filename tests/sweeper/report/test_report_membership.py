@@ -11,10 +11,10 @@ import yaml
 
 from sweeper.cli import main as cli
 from sweeper.report.membership import current_trial_ids, membership
-from sweeper.space import points
-from sweeper.store import Store
-from sweeper.study import load_study
-from sweeper.trainable import TrialContext, trial_id_for
+from sweeper.study.space import points
+from sweeper.store.local import Store
+from sweeper.study.load import load_study
+from sweeper.tune.trainable import TrialContext, trial_id_for
 
 ROOT = Path(__file__).resolve().parents[3]
 

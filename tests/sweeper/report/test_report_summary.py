@@ -2,7 +2,7 @@ import pandas as pd
 
 from sweeper.report import knob_columns, study_objectives
 from sweeper.report.summary import describe_value, fmt_pct, full_size_value
-from sweeper.resolution_schedule import ResolutionSchedule
+from sweeper.study.resolution_schedule import ResolutionSchedule
 
 OBJ = {"knn_top1": "max", "train_pflops": "min"}
 
