@@ -3,11 +3,7 @@ CPU rate (`device_rate`) and the table `estimate` prints (`render`)."""
 
 from sweeper import lazy_exports
 
-__getattr__ = lazy_exports(__name__, {"render_estimate": "render", "predicted_cost": "cost_model", "makespan": "cost_model", "cpu_trial_seconds": "device_rate"})  # fmt: skip
+_PUBLIC = {"render_estimate": "render", "predicted_cost": "cost_model", "makespan": "cost_model", "cpu_trial_seconds": "device_rate"}  # fmt: skip
+__getattr__ = lazy_exports(__name__, _PUBLIC)
 
-__all__ = [
-    "cpu_trial_seconds",
-    "makespan",
-    "predicted_cost",
-    "render_estimate",
-]
+__all__ = sorted(_PUBLIC)

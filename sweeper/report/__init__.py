@@ -23,22 +23,4 @@ _PUBLIC = {
 __getattr__ = lazy_exports(__name__, _PUBLIC)
 
 
-__all__ = [
-    "ANSWER_NAME",
-    "INDEX_NAME",
-    "Headline",
-    "StoreSnapshot",
-    "build_page",
-    "configurations",
-    "cost_model_error",
-    "fair_pairs",
-    "headline",
-    "knob_columns",
-    "load_store",
-    "pareto_mask",
-    "primary_cost",
-    "study_objectives",
-    "trend_fits",
-    "verdict_line",
-    "write_report",
-]
+__all__ = sorted(_PUBLIC)

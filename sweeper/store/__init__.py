@@ -3,17 +3,7 @@ store (`object_store.ObjectStore`), who may write it (`claim`, `lease`), and wha
 
 from sweeper import lazy_exports
 
-__getattr__ = lazy_exports(__name__, {"Store": "local", "StoreError": "local", "store_root": "local", "trial_id": "local", "ObjectStore": "object_store", "open_store": "object_store", "results_frame": "results", "write_tables": "results", "nothing_to_run": "run_summary", "RunSummary": "run_summary"})  # fmt: skip
+_PUBLIC = {"Store": "local", "StoreError": "local", "store_root": "local", "trial_id": "local", "ObjectStore": "object_store", "open_store": "object_store", "results_frame": "results", "write_tables": "results", "nothing_to_run": "run_summary", "RunSummary": "run_summary"}  # fmt: skip
+__getattr__ = lazy_exports(__name__, _PUBLIC)
 
-__all__ = [
-    "ObjectStore",
-    "RunSummary",
-    "Store",
-    "StoreError",
-    "nothing_to_run",
-    "open_store",
-    "results_frame",
-    "store_root",
-    "trial_id",
-    "write_tables",
-]
+__all__ = sorted(_PUBLIC)

@@ -3,16 +3,7 @@
 
 from sweeper import lazy_exports
 
-__getattr__ = lazy_exports(__name__, {"load_study": "load", "Study": "model", "StudyError": "model", "ResolutionSchedule": "resolution_schedule", "parse_overrides": "overrides", "points": "space", "planned_trials": "plan", "pending_trials": "plan", "unique_points": "plan"})  # fmt: skip
+_PUBLIC = {"load_study": "load", "Study": "model", "StudyError": "model", "ResolutionSchedule": "resolution_schedule", "parse_overrides": "overrides", "points": "space", "planned_trials": "plan", "pending_trials": "plan", "unique_points": "plan"}  # fmt: skip
+__getattr__ = lazy_exports(__name__, _PUBLIC)
 
-__all__ = [
-    "ResolutionSchedule",
-    "Study",
-    "StudyError",
-    "load_study",
-    "parse_overrides",
-    "pending_trials",
-    "planned_trials",
-    "points",
-    "unique_points",
-]
+__all__ = sorted(_PUBLIC)

@@ -3,11 +3,7 @@
 
 from sweeper import lazy_exports
 
-__getattr__ = lazy_exports(__name__, {"run_study": "runner", "StudyInterrupted": "runner", "run_trial": "trainable", "start_local_ray": "loopback"})  # fmt: skip
+_PUBLIC = {"run_study": "runner", "StudyInterrupted": "runner", "run_trial": "trainable", "start_local_ray": "loopback"}  # fmt: skip
+__getattr__ = lazy_exports(__name__, _PUBLIC)
 
-__all__ = [
-    "StudyInterrupted",
-    "run_study",
-    "run_trial",
-    "start_local_ray",
-]
+__all__ = sorted(_PUBLIC)
